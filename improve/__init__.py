@@ -1,0 +1,1 @@
+"""Improve: an event-driven workflow engine for service improvement actions."""

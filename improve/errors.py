@@ -1,0 +1,47 @@
+"""Errors that name what is wrong, so a page, a JSON body or the CLI can say it plainly."""
+
+
+class ImproveError(Exception):
+    """Base of every error Improve raises on purpose; its message is meant for a person."""
+
+    status_code = 400
+
+
+class NotFound(ImproveError):
+    status_code = 404
+
+    def __init__(self, kind: str, key: object) -> None:
+        super().__init__(f"{kind} {key} not found")
+        self.kind, self.key = kind, key
+
+
+class ImprovementNotFound(NotFound):
+    def __init__(self, improvement_id: int) -> None:
+        super().__init__("improvement", f"IMP-{improvement_id}")
+
+
+class IllegalTransition(ImproveError):
+    status_code = 409
+
+    def __init__(self, reference: str, from_status: str | None, to_status: str) -> None:
+        super().__init__(f"{reference} cannot move from {from_status or 'nothing'} to {to_status}")
+        self.from_status, self.to_status = from_status, to_status
+
+
+class InvalidInput(ImproveError):
+    """Bad input, with one message per offending field."""
+
+    status_code = 422
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
+        self.errors = errors
+
+
+class LinkRefused(ImproveError):
+    """A link from an email that cannot act: tampered, foreign, used or expired."""
+
+    def __init__(self, kind: str, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status_code = status_code

@@ -1,0 +1,47 @@
+"""Event names, and the one helper that announces them to Prefect after a commit."""
+
+import logging
+from collections.abc import Iterable
+
+from prefect.events import emit_event
+
+SUBMITTED = "improve.improvement.submitted"
+APPROVAL_DECIDED = "improve.approval.decided"
+ACTION_COMPLETED = "improve.action.completed"
+COMPLETED = "improve.improvement.completed"
+CASE_UPDATE_OVERDUE = "improve.case.update-overdue"
+
+log = logging.getLogger(__name__)
+
+
+def improvement_resource(improvement_id: int) -> dict[str, str]:
+    return {
+        "prefect.resource.id": f"improve.improvement.{improvement_id}",
+        "improve.improvement-id": str(improvement_id),
+    }
+
+
+def emit(
+    event: str,
+    *,
+    improvement_id: int,
+    related: Iterable[tuple[str, str]] = (),
+    payload: dict[str, object] | None = None,
+) -> None:
+    """Announce that something was committed. Call only after the commit.
+
+    Losing an event loses nothing: the sweep finds what the database says is due and moves it on.
+    `related` are (role, resource id) pairs such as ("approver", "improve.colleague.7").
+    """
+    try:
+        emit_event(
+            event=event,
+            resource=improvement_resource(improvement_id),
+            related=[
+                {"prefect.resource.id": resource_id, "prefect.resource.role": role}
+                for role, resource_id in related
+            ],
+            payload=payload or {},
+        )
+    except Exception:  # the commit stands; the sweep is the safety net
+        log.exception("could not emit %s for IMP-%s; the sweep will pick it up", event, improvement_id)

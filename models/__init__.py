@@ -1,0 +1,36 @@
+"""SQLModel tables, the database engine and session."""
+
+from models.action import ActionItem, ActionStatus
+from models.approval import ApprovalRequest, ApprovalStatus
+from models.improvement import (
+    Category,
+    Channel,
+    Estimates,
+    Improvement,
+    ImprovementBase,
+    ImprovementCreate,
+    ImprovementCustomer,
+    ImprovementPartner,
+    ImprovementPublic,
+    Source,
+    Status,
+    Transition,
+)
+from models.outbox import OutboxEmail, OutboxStatus
+from models.people import (
+    Authority,
+    Colleague,
+    ContactFormat,
+    Customer,
+    CustomerConsent,
+    Partner,
+    Purpose,
+)
+
+__all__ = [
+    "ActionItem", "ActionStatus", "ApprovalRequest", "ApprovalStatus", "Authority", "Category",
+    "Channel", "Colleague", "ContactFormat", "Customer", "CustomerConsent", "Estimates",
+    "Improvement", "ImprovementBase", "ImprovementCreate", "ImprovementCustomer",
+    "ImprovementPartner", "ImprovementPublic", "OutboxEmail", "OutboxStatus", "Partner",
+    "Purpose", "Source", "Status", "Transition",
+]

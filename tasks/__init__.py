@@ -1,0 +1,1 @@
+"""The steps of the process: routing, approvals, mail, planning, impact."""

@@ -1,0 +1,93 @@
+"""The one place that moves an improvement between states and writes the history row."""
+
+from sqlalchemy import update
+from sqlmodel import Session
+
+from improve.errors import IllegalTransition, ImprovementNotFound
+from models import Channel, Improvement, Status, Transition
+from models.db import utcnow
+
+# Every arrow of the lifecycle in DESIGN.md. A rejected improvement can be put back to approval
+# (a second opinion at the next level, or a delegate); completed and cancelled are final.
+ALLOWED: dict[Status | None, set[Status]] = {
+    None: {Status.identified, Status.submitted},
+    Status.identified: {Status.submitted, Status.rejected, Status.cancelled},
+    Status.submitted: {
+        Status.awaiting_approval,
+        Status.approved,  # within the submitter's own authority (goodwill)
+        Status.rejected,  # duplicate or invalid
+        Status.cancelled,
+    },
+    Status.awaiting_approval: {Status.approved, Status.rejected, Status.cancelled},
+    Status.approved: {Status.in_progress, Status.cancelled},
+    Status.in_progress: {Status.completed, Status.cancelled},
+    Status.rejected: {Status.awaiting_approval},
+    Status.completed: set(),
+    Status.cancelled: set(),
+}
+
+
+def can_move(from_status: Status | None, to_status: Status) -> bool:
+    return to_status in ALLOWED[from_status]
+
+
+def record_creation(
+    *, session: Session, improvement: Improvement, actor: str, channel: Channel, reason: str = ""
+) -> Transition:
+    """Write the first history row of a new improvement (its id must be assigned)."""
+    assert improvement.id is not None
+    if not can_move(None, improvement.status):
+        raise IllegalTransition(improvement.reference, None, improvement.status)
+    row = Transition(
+        improvement_id=improvement.id,
+        from_status=None,
+        to_status=improvement.status,
+        actor=actor,
+        channel=channel,
+        reason=reason,
+    )
+    session.add(row)
+    return row
+
+
+def move(
+    *,
+    session: Session,
+    improvement_id: int,
+    to: Status,
+    actor: str,
+    channel: Channel,
+    reason: str = "",
+) -> Transition:
+    """Move an improvement to `to` and record it, in the caller's transaction.
+
+    The update is conditional on the status read, so two concurrent movers cannot both succeed:
+    the loser sees the winner's state and gets IllegalTransition naming it.
+    """
+    improvement = session.get(Improvement, improvement_id, populate_existing=True)
+    if improvement is None:
+        raise ImprovementNotFound(improvement_id)
+    from_status = Status(improvement.status)
+    if not can_move(from_status, to):
+        raise IllegalTransition(improvement.reference, from_status, to)
+    now = utcnow()
+    result = session.execute(
+        update(Improvement)
+        .where(Improvement.id == improvement_id, Improvement.status == from_status)  # type: ignore[arg-type]
+        .values(status=to, updated_at=now)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        current = session.get(Improvement, improvement_id, populate_existing=True)
+        raise IllegalTransition(improvement.reference, current.status if current else None, to)
+    session.refresh(improvement)
+    row = Transition(
+        improvement_id=improvement_id,
+        from_status=from_status,
+        to_status=to,
+        actor=actor,
+        channel=channel,
+        reason=reason,
+        at=now,
+    )
+    session.add(row)
+    return row

@@ -1,0 +1,142 @@
+"""Plain functions that make believable test data, committed to the real database."""
+
+from datetime import date
+from itertools import count
+from typing import Any
+
+from sqlmodel import Session
+
+from models import (
+    Authority,
+    Category,
+    Channel,
+    Colleague,
+    Customer,
+    CustomerConsent,
+    Improvement,
+    ImprovementCustomer,
+    ImprovementPartner,
+    Partner,
+    Purpose,
+    Status,
+)
+from tasks.lifecycle import record_creation
+
+_seq = count(1)
+
+
+def make_colleague(session: Session, name: str | None = None, **fields: Any) -> Colleague:
+    n = next(_seq)
+    name = name or f"Colleague {n}"
+    colleague = Colleague(
+        name=name,
+        email=fields.pop("email", f"{name.lower().replace(' ', '.')}.{n}@example.org"),
+        team=fields.pop("team", "Customer Service"),
+        role=fields.pop("role", "Adviser"),
+        **fields,
+    )
+    session.add(colleague)
+    session.commit()
+    session.refresh(colleague)
+    return colleague
+
+
+def make_authority(
+    session: Session,
+    colleague: Colleague,
+    category: Category | str = Category.energy,
+    limit: float = 5_000,
+    level: int = 1,
+) -> Authority:
+    authority = Authority(
+        colleague_id=colleague.id, category=Category(category), spending_limit=limit, level=level
+    )
+    session.add(authority)
+    session.commit()
+    return authority
+
+
+def make_approver(
+    session: Session,
+    name: str | None = None,
+    category: Category | str = Category.energy,
+    limit: float = 5_000,
+    level: int = 1,
+    **fields: Any,
+) -> Colleague:
+    colleague = make_colleague(session, name, role=fields.pop("role", "Team Leader"), **fields)
+    make_authority(session, colleague, category, limit, level)
+    return colleague
+
+
+def make_customer(
+    session: Session,
+    name: str | None = None,
+    consents: tuple[Purpose, ...] = (Purpose.improvement_updates,),
+    **fields: Any,
+) -> Customer:
+    n = next(_seq)
+    name = name or f"Customer {n}"
+    customer = Customer(
+        name=name,
+        email=fields.pop("email", f"customer.{n}@example.com"),
+        **fields,
+    )
+    session.add(customer)
+    session.commit()
+    session.refresh(customer)
+    for purpose in Purpose:
+        session.add(
+            CustomerConsent(customer_id=customer.id, purpose=purpose, granted=purpose in consents)
+        )
+    session.commit()
+    return customer
+
+
+def make_partner(session: Session, name: str | None = None, **fields: Any) -> Partner:
+    n = next(_seq)
+    name = name or f"Partner {n}"
+    partner = Partner(name=name, email=fields.pop("email", f"partner.{n}@example.net"), **fields)
+    session.add(partner)
+    session.commit()
+    session.refresh(partner)
+    return partner
+
+
+def make_improvement(
+    session: Session,
+    submitter: Colleague | None,
+    title: str = "Paperless statements for account customers",
+    category: Category | str = Category.resource,
+    status: Status = Status.submitted,
+    customers: list[Customer] = (),  # type: ignore[assignment]
+    partners: list[Partner] = (),  # type: ignore[assignment]
+    **fields: Any,
+) -> Improvement:
+    improvement = Improvement(
+        title=title,
+        description=fields.pop("description", "Switch account customers to e-statements."),
+        category=Category(category),
+        submitter_id=submitter.id if submitter else None,
+        status=status,
+        **fields,
+    )
+    session.add(improvement)
+    session.flush()
+    record_creation(
+        session=session,
+        improvement=improvement,
+        actor=submitter.email if submitter else "system",
+        channel=Channel.cli,
+    ) if status in (Status.identified, Status.submitted) else None
+    for customer in customers:
+        session.add(ImprovementCustomer(improvement_id=improvement.id, customer_id=customer.id))
+    for partner in partners:
+        session.add(ImprovementPartner(improvement_id=improvement.id, partner_id=partner.id))
+    session.commit()
+    session.refresh(improvement)
+    return improvement
+
+
+def today() -> date:
+    return date.today()
