@@ -1,5 +1,7 @@
 """Errors that name what is wrong, so a page, a JSON body or the CLI can say it plainly."""
 
+from pydantic import ValidationError
+
 
 class ImproveError(Exception):
     """Base of every error Improve raises on purpose; its message is meant for a person."""
@@ -45,3 +47,13 @@ class LinkRefused(ImproveError):
         super().__init__(message)
         self.kind = kind
         self.status_code = status_code
+
+
+def field_errors(exc: ValidationError) -> InvalidInput:
+    """Turn pydantic's report into one plain message per field."""
+    errors: dict[str, str] = {}
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "input"
+        errors.setdefault(field, error["msg"])
+    return InvalidInput(errors)
+

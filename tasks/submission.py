@@ -1,0 +1,71 @@
+"""Taking in an improvement: validate it, store it with its first history row."""
+
+from sqlmodel import Session, select
+
+from improve.errors import InvalidInput
+from models import (
+    Channel,
+    Colleague,
+    Customer,
+    Improvement,
+    ImprovementCreate,
+    ImprovementCustomer,
+    ImprovementPartner,
+    Partner,
+    Status,
+)
+from tasks.lifecycle import record_creation
+
+
+def submit_improvement(*, session: Session, data: ImprovementCreate, channel: Channel) -> Improvement:
+    """Store a submitted improvement in the caller's transaction, or raise InvalidInput.
+
+    Everything is checked before anything is written, so bad input leaves no trace.
+    The caller commits, then emits `improve.improvement.submitted`.
+    """
+    errors: dict[str, str] = {}
+    submitter = session.exec(
+        select(Colleague).where(Colleague.email == data.submitter_email.strip().lower())
+    ).first()
+    if submitter is None:
+        errors["submitter_email"] = f"no colleague has the email {data.submitter_email!r}"
+    elif not submitter.active:
+        errors["submitter_email"] = f"{submitter.name} is no longer active"
+    customers = _find(session, Customer, data.customer_emails, "customer_emails", errors)
+    partners = _find(session, Partner, data.partner_emails, "partner_emails", errors)
+    if errors:
+        raise InvalidInput(errors)
+    assert submitter is not None
+
+    improvement = Improvement.model_validate(
+        data.model_dump(exclude={"submitter_email", "customer_emails", "partner_emails"}),
+        update={"submitter_id": submitter.id, "status": Status.submitted},
+    )
+    session.add(improvement)
+    session.flush()
+    assert improvement.id is not None
+    for customer in customers:
+        session.add(ImprovementCustomer(improvement_id=improvement.id, customer_id=customer.id))
+    for partner in partners:
+        session.add(ImprovementPartner(improvement_id=improvement.id, partner_id=partner.id))
+    record_creation(
+        session=session, improvement=improvement, actor=submitter.email, channel=channel
+    )
+    return improvement
+
+
+def _find(
+    session: Session,
+    table: type[Customer] | type[Partner],
+    emails: list[str],
+    field: str,
+    errors: dict[str, str],
+) -> list:
+    wanted = {email.strip().lower() for email in emails if email.strip()}
+    if not wanted:
+        return []
+    found = session.exec(select(table).where(table.email.in_(wanted))).all()  # type: ignore[attr-defined]
+    missing = wanted - {row.email for row in found}
+    if missing:
+        errors[field] = f"unknown: {', '.join(sorted(missing))}"
+    return list(found)
