@@ -56,4 +56,3 @@ def field_errors(exc: ValidationError) -> InvalidInput:
         field = ".".join(str(part) for part in error["loc"]) or "input"
         errors.setdefault(field, error["msg"])
     return InvalidInput(errors)
-

@@ -44,4 +44,6 @@ def emit(
             payload=payload or {},
         )
     except Exception:  # the commit stands; the sweep is the safety net
-        log.exception("could not emit %s for IMP-%s; the sweep will pick it up", event, improvement_id)
+        log.exception(
+            "could not emit %s for IMP-%s; the sweep will pick it up", event, improvement_id
+        )

@@ -23,7 +23,8 @@ class Settings(BaseSettings):
         "", description="SQLAlchemy URL of the Improve database; empty means SQLite in data_dir."
     )
     secret_key: str = Field(
-        DEFAULT_SECRET, description="Secret for signing; refused at its default outside development."
+        DEFAULT_SECRET,
+        description="Secret for signing; refused at its default outside development.",
     )
     base_url: str = Field(
         "http://127.0.0.1:8000", description="Public base URL of the web app, used in email links."

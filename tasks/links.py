@@ -38,9 +38,12 @@ def _same(stored: str | None, offered: str) -> bool:
 
 
 def _refuse_unknown(session: Session, token_hash: str) -> LinkRefused:
-    foreign = session.exec(
-        select(ApprovalRequest.id).where(ApprovalRequest.token_hash == token_hash)
-    ).first() or session.exec(select(ActionItem.id).where(ActionItem.token_hash == token_hash)).first()
+    foreign = (
+        session.exec(
+            select(ApprovalRequest.id).where(ApprovalRequest.token_hash == token_hash)
+        ).first()
+        or session.exec(select(ActionItem.id).where(ActionItem.token_hash == token_hash)).first()
+    )
     if foreign is not None:
         return LinkRefused(
             "foreign",
@@ -73,7 +76,7 @@ def check_approval_link(
         when = f" on {approval.decided_at:%Y-%m-%d %H:%M} UTC" if approval.decided_at else ""
         raise LinkRefused(
             "used",
-            f"This link has already been used or withdrawn: the request is {approval.status}{when}.",
+            f"This link has already been used: the request is {approval.status}{when}.",
             410,
         )
     _refuse_expired(approval.expires_at, now)

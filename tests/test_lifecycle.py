@@ -24,7 +24,9 @@ def test_a_legal_move_writes_the_history_row_in_the_same_transaction(session: Se
     session.commit()
 
     history = session.exec(
-        select(Transition).where(Transition.improvement_id == improvement.id).order_by(Transition.id)
+        select(Transition)
+        .where(Transition.improvement_id == improvement.id)
+        .order_by(Transition.id)
     ).all()
     assert [(h.from_status, h.to_status) for h in history] == [
         (None, Status.submitted),
@@ -70,7 +72,9 @@ def test_every_state_of_design_is_reachable_from_submitted() -> None:
 
 def test_an_unknown_improvement_is_named(session: Session) -> None:
     with pytest.raises(ImprovementNotFound, match="IMP-999"):
-        move(session=session, improvement_id=999, to=Status.approved, actor="x", channel=Channel.cli)
+        move(
+            session=session, improvement_id=999, to=Status.approved, actor="x", channel=Channel.cli
+        )
 
 
 def test_two_movers_of_the_same_state_cannot_both_win(session: Session) -> None:
@@ -80,11 +84,23 @@ def test_two_movers_of_the_same_state_cannot_both_win(session: Session) -> None:
     with Session(get_engine()) as first, Session(get_engine()) as second:
         first.get(type(improvement), improvement.id)
         second.get(type(improvement), improvement.id)
-        move(session=first, improvement_id=improvement.id, to=Status.awaiting_approval,
-             actor="a", channel=Channel.flow)
+        move(
+            session=first,
+            improvement_id=improvement.id,
+            to=Status.awaiting_approval,
+            actor="a",
+            channel=Channel.flow,
+        )
         first.commit()
         with pytest.raises(IllegalTransition):
-            move(session=second, improvement_id=improvement.id, to=Status.awaiting_approval,
-                 actor="b", channel=Channel.flow)
-    history = session.exec(select(Transition).where(Transition.improvement_id == improvement.id)).all()
+            move(
+                session=second,
+                improvement_id=improvement.id,
+                to=Status.awaiting_approval,
+                actor="b",
+                channel=Channel.flow,
+            )
+    history = session.exec(
+        select(Transition).where(Transition.improvement_id == improvement.id)
+    ).all()
     assert len(history) == 2

@@ -1,0 +1,41 @@
+# Every target installs what it needs first: `make up` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+.PHONY: install up demo test test-pg test-all lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+## Start Improve with demo data: Prefect server and flows, web app, mail sink (Ctrl-C stops).
+up: install
+	$(BIN)/improve up --demo
+
+## The whole test suite on SQLite (unit, flow and end-to-end tests).
+test: install
+	$(BIN)/pytest
+
+## The same suite on the local PostgreSQL server.
+test-pg: install
+	IMPROVE_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest
+
+## What CI runs: lint, then the suite on SQLite and on PostgreSQL.
+test-all: lint test test-pg
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python bench/decision_latency.py
+	$(BIN)/python bench/orchestration_overhead.py
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,114 @@
+"""The `improve` command line against the real database and SMTP server."""
+
+from sqlmodel import Session, func, select
+from typer.testing import CliRunner
+
+from improve.cli import app
+from models import (
+    ApprovalRequest,
+    Colleague,
+    Customer,
+    Improvement,
+    OutboxEmail,
+    OutboxStatus,
+    Partner,
+    Status,
+    Transition,
+)
+from tests.factories import make_approver, make_colleague
+from tests.smtpd import SmtpServer
+
+runner = CliRunner()
+
+
+def count(session: Session, table: type) -> int:
+    return session.exec(select(func.count()).select_from(table)).one()
+
+
+def test_seed_demo_builds_a_believable_organisation_once(session: Session) -> None:
+    first = runner.invoke(app, ["seed", "--demo"])
+    assert first.exit_code == 0, first.output
+    assert "Seeded Brightwater Utilities" in first.output
+
+    assert 12 <= count(session, Colleague) <= 20
+    assert count(session, Customer) == 50
+    assert count(session, Partner) == 8
+    assert count(session, Improvement) == 30
+    teams = {c.team for c in session.exec(select(Colleague))}
+    assert len(teams) >= 4
+    assert any(c.deputy_id for c in session.exec(select(Colleague)))
+    categories = {i.category for i in session.exec(select(Improvement))}
+    assert len(categories) == 8
+
+    again = runner.invoke(app, ["seed", "--demo"])
+    assert again.exit_code == 0
+    assert "already there" in again.output
+    assert count(session, Improvement) == 30
+
+
+def test_submit_stores_routes_and_queues_the_approval_email(session: Session) -> None:
+    submitter = make_colleague(session, "Asha Patel", email="asha@example.org")
+    approver = make_approver(session, "Sam Lee", category="energy", limit=5_000)
+
+    result = runner.invoke(
+        app,
+        ["submit", "--title", "Switch off monitors overnight", "--category", "energy",
+         "--submitter", submitter.email, "--cost", "120", "--kwh", "3000"],
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert "submitted" in result.output and "Sam Lee" in result.output
+    improvement = session.exec(select(Improvement)).one()
+    assert improvement.status == Status.awaiting_approval
+    assert improvement.kwh == 3000
+    request = session.exec(select(ApprovalRequest)).one()
+    assert request.approver_id == approver.id
+    email = session.exec(select(OutboxEmail)).one()
+    assert (email.recipient, email.template) == (approver.email, "approval_request")
+
+
+def test_bad_input_names_the_field_and_writes_nothing(session: Session) -> None:
+    make_colleague(session, "Asha Patel", email="asha@example.org")
+    cases = [
+        (["--title", "Bins", "--category", "rubbish", "--submitter", "asha@example.org"],
+         "category"),
+        (["--title", "Bins", "--category", "waste", "--submitter", "nobody@example.org"],
+         "submitter_email"),
+        (["--title", "Bins", "--category", "waste", "--submitter", "asha@example.org",
+          "--cost", "-5"], "estimated_cost"),
+        (["--title", "", "--category", "waste", "--submitter", "asha@example.org"], "title"),
+        (["--category", "waste", "--submitter", "asha@example.org"], "title"),
+    ]  # fmt: skip
+    for args, field in cases:
+        result = runner.invoke(app, ["submit", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert field.replace("_", "") in result.output.replace("_", "").replace("-", ""), (
+            args,
+            result.output,
+        )
+    assert count(session, Improvement) == 0
+    assert count(session, Transition) == 0
+    assert count(session, OutboxEmail) == 0
+
+
+def test_outbox_send_delivers_to_the_smtp_server(session: Session, smtp: SmtpServer) -> None:
+    submitter = make_colleague(session, "Asha Patel", email="asha@example.org")
+    approver = make_approver(session, "Sam Lee", category="waste", limit=5_000)
+    runner.invoke(
+        app,
+        ["submit", "--title", "Food waste caddies", "--category", "waste",
+         "--submitter", submitter.email, "--cost", "300"],
+    )  # fmt: skip
+
+    result = runner.invoke(app, ["outbox", "send"])
+
+    assert result.exit_code == 0, result.output
+    assert "1 sent" in result.output
+    [received] = smtp.received
+    assert received.recipients == [approver.email]
+    assert "Food waste caddies" in received.subject
+    row = session.exec(select(OutboxEmail)).one()
+    session.refresh(row)
+    assert row.status == OutboxStatus.sent
+    listing = runner.invoke(app, ["outbox", "list"])
+    assert "approval_request" in listing.output and "sent" in listing.output
