@@ -17,7 +17,9 @@ from models import (
 from tasks.lifecycle import record_creation
 
 
-def submit_improvement(*, session: Session, data: ImprovementCreate, channel: Channel) -> Improvement:
+def submit_improvement(
+    *, session: Session, data: ImprovementCreate, channel: Channel
+) -> Improvement:
     """Store a submitted improvement in the caller's transaction, or raise InvalidInput.
 
     Everything is checked before anything is written, so bad input leaves no trace.
