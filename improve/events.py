@@ -4,6 +4,7 @@ import logging
 from collections.abc import Iterable
 
 from prefect.events import emit_event
+from prefect.settings import PREFECT_API_URL
 
 SUBMITTED = "improve.improvement.submitted"
 APPROVAL_DECIDED = "improve.approval.decided"
@@ -33,6 +34,11 @@ def emit(
     Losing an event loses nothing: the sweep finds what the database says is due and moves it on.
     `related` are (role, resource id) pairs such as ("approver", "improve.colleague.7").
     """
+    if not PREFECT_API_URL.value():
+        # Without a Prefect server Prefect would start a temporary one per process (~20 s);
+        # the flows are not listening then anyway, and the sweep moves things on later.
+        log.info("no Prefect API configured; %s for IMP-%s not announced", event, improvement_id)
+        return
     try:
         emit_event(
             event=event,
