@@ -140,3 +140,47 @@ def make_improvement(
 
 def today() -> date:
     return date.today()
+
+
+def make_approval(
+    session: Session,
+    improvement: Improvement,
+    approver: Colleague,
+    level: int = 1,
+    status: str = "approved",
+    **fields: Any,
+) -> Any:
+    """An approval request already decided (approved by default), as the routing step leaves it."""
+    from datetime import timedelta
+
+    from models import ApprovalRequest, ApprovalStatus
+    from models.db import utcnow
+    from tasks.links import new_token
+
+    approval = ApprovalRequest(
+        improvement_id=improvement.id,
+        approver_id=approver.id,
+        level=level,
+        status=ApprovalStatus(status),
+        token_hash=new_token()[1],
+        expires_at=fields.pop("expires_at", utcnow() + timedelta(days=14)),
+        decided_at=fields.pop("decided_at", utcnow() if status != "pending" else None),
+        **fields,
+    )
+    session.add(approval)
+    session.commit()
+    session.refresh(approval)
+    return approval
+
+
+def make_approved_improvement(
+    session: Session,
+    submitter: Colleague | None,
+    approvers: list[Colleague] = (),  # type: ignore[assignment]
+    **fields: Any,
+) -> Improvement:
+    """An improvement in `approved`, with one approved request per approver (level 1, 2, ...)."""
+    improvement = make_improvement(session, submitter, status=Status.approved, **fields)
+    for level, approver in enumerate(approvers, start=1):
+        make_approval(session, improvement, approver, level=level)
+    return improvement

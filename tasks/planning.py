@@ -1,0 +1,617 @@
+"""Action plans: a playbook per category turns an approved improvement into owned, dated steps."""
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import and_, exists, func, update
+from sqlmodel import Session, col, select
+
+from improve.errors import (
+    IllegalTransition,
+    ImprovementNotFound,
+    InvalidInput,
+    LinkRefused,
+    NotFound,
+)
+from improve.settings import settings
+from models import (
+    ActionItem,
+    ActionStatus,
+    ApprovalRequest,
+    ApprovalStatus,
+    Category,
+    Channel,
+    Colleague,
+    Improvement,
+    ImprovementPartner,
+    Purpose,
+    Status,
+)
+from models.db import utcnow
+from tasks import links
+from tasks.consent import consenting_customer_ids
+from tasks.impact import (
+    affected_customers,
+    impact_lines,
+    queue_customer_notices,
+    queue_partner_notices,
+)
+from tasks.lifecycle import move
+from tasks.mail import queue_email
+
+log = logging.getLogger(__name__)
+
+AUTOMATIC = "automatic step"  # completed_by of a step a task carried out
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a playbook.
+
+    owner: "submitter", "approver" (who approved at the highest level), or a role from the
+    colleague table such as "Facilities Coordinator"; whoever cannot be found falls back to the
+    submitter. An automatic step is carried out by the named task; its owner is only accountable
+    for it and gets no email.
+    """
+
+    title: str
+    owner: str
+    due_in_days: int
+    automatic_step: str | None = None
+
+
+NOTIFY_PARTNERS_TITLE = "Tell the partners involved what changes for them"
+
+PLAYBOOKS: dict[Category, list[Step]] = {
+    Category.energy: [
+        Step("Book the site survey", "Facilities Coordinator", 7),
+        Step("Make the change the survey recommends", "Facilities Coordinator", 30),
+        Step("Measure kWh after a month", "submitter", 45),
+    ],
+    Category.carbon: [
+        Step("Confirm the baseline emissions", "Sustainability Analyst", 7),
+        Step("Make the change to routes, vehicles or suppliers", "submitter", 30),
+        Step("Measure kg CO2e avoided after a month", "Sustainability Analyst", 45),
+    ],
+    Category.waste: [
+        Step("Agree bins and collections with the waste contractor", "Facilities Coordinator", 14),
+        Step("Brief colleagues on what goes in which bin", "submitter", 21),
+        Step("Weigh the waste diverted after a month", "Facilities Coordinator", 45),
+    ],
+    Category.resource: [
+        Step("Agree the switch with the billing team", "submitter", 7),
+        Step("Switch affected customers to e-statements", "submitter", 8, "switch_to_estatements"),
+        Step("Tell affected customers", "submitter", 8, "notify_customers"),
+        Step("Measure paper saved after one cycle", "submitter", 45),
+    ],
+    Category.customer_update: [
+        Step("Send the customer an update on their case", "submitter", 0, "send_customer_update"),
+        Step("Agree the next update date with the case owner", "submitter", 2),
+        Step("Check the case is back on track", "approver", 7),
+    ],
+    Category.alternative_solution: [
+        Step("Confirm the alternative with whoever provides it", "submitter", 5),
+        Step("Send the customer the agreed alternative", "submitter", 6, "send_customer_update"),
+        Step("Check with the customer that the alternative worked", "submitter", 30),
+    ],
+    Category.goodwill: [
+        Step("Arrange the goodwill gesture", "submitter", 3),
+        Step("Tell the customer", "submitter", 4, "send_customer_update"),
+        Step("Record the cost against the goodwill budget", "approver", 14),
+    ],
+    Category.process: [
+        Step("Write the new procedure", "submitter", 14),
+        Step("Approve and publish the procedure", "approver", 21),
+        Step("Brief the team on the change", "Team Leader", 28),
+        Step("Measure the effect after a month", "submitter", 60),
+    ],
+}
+
+
+def steps_for(category: Category | str, *, has_partners: bool) -> list[Step]:
+    """The playbook for a category; an improvement that touches partners also tells them."""
+    steps = list(PLAYBOOKS[Category(category)])
+    if has_partners and not any(s.automatic_step == "notify_partners" for s in steps):
+        # Once the change is in place, before the last (measuring) step, on the same day.
+        change = steps[-2] if len(steps) > 1 else steps[-1]
+        steps.insert(
+            len(steps) - 1,
+            Step(NOTIFY_PARTNERS_TITLE, "submitter", change.due_in_days, "notify_partners"),
+        )
+    return steps
+
+
+# --- owners -----------------------------------------------------------------------------------
+
+
+def _away(colleague: Colleague, today: date, due: date) -> bool:
+    # Away now and still away when the step is due: a short absence keeps the step its owner's.
+    return colleague.is_absent_on(today) and colleague.is_absent_on(due)
+
+
+def _present(
+    session: Session, colleague: Colleague | None, today: date, due: date
+) -> Colleague | None:
+    """The colleague, or their deputy while they are away; None if neither can act."""
+    if colleague is None or not colleague.active:
+        return None
+    if _away(colleague, today, due) and colleague.deputy_id is not None:
+        deputy = session.get(Colleague, colleague.deputy_id)
+        if deputy is not None and deputy.active and not _away(deputy, today, due):
+            return deputy
+    return colleague
+
+
+def highest_approver_id(*, session: Session, improvement_id: int) -> int | None:
+    """Who approved at the highest level (the last to do so, if two did)."""
+    return session.exec(
+        select(ApprovalRequest.approver_id)
+        .where(
+            ApprovalRequest.improvement_id == improvement_id,
+            ApprovalRequest.status == ApprovalStatus.approved,
+        )
+        .order_by(col(ApprovalRequest.level).desc(), col(ApprovalRequest.id).desc())
+    ).first()
+
+
+class _Owners:
+    """Finds who owns a step: the named person or role, else submitter, approver, fallback."""
+
+    def __init__(self, session: Session, improvement: Improvement, today: date) -> None:
+        self.session, self.today, self.improvement = session, today, improvement
+        assert improvement.id is not None
+        self.approver_id = highest_approver_id(session=session, improvement_id=improvement.id)
+
+    def _by_id(self, colleague_id: int | None, due: date) -> Colleague | None:
+        if colleague_id is None:
+            return None
+        return _present(self.session, self.session.get(Colleague, colleague_id), self.today, due)
+
+    def _fallback(self, due: date) -> Colleague | None:
+        found = self.session.exec(
+            select(Colleague).where(Colleague.email == settings.fallback_approver.lower())
+        ).first()
+        return _present(self.session, found, self.today, due)
+
+    def _role(self, name: str, due: date) -> Colleague | None:
+        candidates = self.session.exec(
+            select(Colleague)
+            .where(func.lower(Colleague.role) == name.lower(), Colleague.active == True)  # noqa: E712
+            .order_by(col(Colleague.id))
+        ).all()
+        # Prefer someone in the role who is around; an away one's deputy only if nobody is.
+        for colleague in candidates:
+            if not _away(colleague, self.today, due):
+                return colleague
+        return _present(self.session, candidates[0], self.today, due) if candidates else None
+
+    def resolve(self, owner: str, due: date) -> Colleague | None:
+        if owner == "approver":
+            ids = [self.approver_id, self.improvement.submitter_id]
+        else:
+            ids = [self.improvement.submitter_id, self.approver_id]
+        found = None if owner in ("submitter", "approver") else self._role(owner, due)
+        for colleague_id in ids:
+            found = found or self._by_id(colleague_id, due)
+        return found or self._fallback(due)
+
+
+# --- the plan ---------------------------------------------------------------------------------
+
+
+def _items(session: Session, improvement_id: int) -> list[ActionItem]:
+    return list(
+        session.exec(
+            select(ActionItem)
+            .where(ActionItem.improvement_id == improvement_id)
+            .order_by(col(ActionItem.position))
+            .execution_options(populate_existing=True)
+        ).all()
+    )
+
+
+def plan_actions(
+    *, session: Session, improvement_id: int, actor: str, today: date | None = None
+) -> list[ActionItem]:
+    """Turn an approved improvement into its action plan and start it; idempotent. Caller commits.
+
+    approved → in_progress; one item per playbook step with its owner and due date; each item a
+    person does gets a single-use link and an action_assigned email. Planned already: the existing
+    items come back and nothing is queued.
+    """
+    improvement = session.get(Improvement, improvement_id)
+    if improvement is None:
+        raise ImprovementNotFound(improvement_id)
+    existing = _items(session, improvement_id)
+    if existing:
+        return existing
+    today = today or utcnow().date()
+    has_partners = (
+        session.exec(
+            select(ImprovementPartner).where(ImprovementPartner.improvement_id == improvement_id)
+        ).first()
+        is not None
+    )
+    steps = steps_for(improvement.category, has_partners=has_partners)
+    automatic = sum(1 for s in steps if s.automatic_step)
+    try:
+        # First, so that of two planners at once only one gets past this line.
+        move(
+            session=session,
+            improvement_id=improvement_id,
+            to=Status.in_progress,
+            actor=actor,
+            channel=Channel.flow,
+            reason=f"action plan of {len(steps)} steps ({automatic} automatic) "
+            f"from the {improvement.category} playbook",
+        )
+    except IllegalTransition:
+        existing = _items(session, improvement_id)
+        if existing:  # another planner won the race
+            return existing
+        raise
+
+    owners = _Owners(session, improvement, today)
+    expires_at = utcnow() + timedelta(days=settings.action_link_expiry_days)
+    items: list[ActionItem] = []
+    for position, step in enumerate(steps, start=1):
+        due_on = today + timedelta(days=step.due_in_days)
+        owner = owners.resolve(step.owner, due_on)
+        item = ActionItem(
+            improvement_id=improvement_id,
+            position=position,
+            title=step.title,
+            owner_id=owner.id if owner else None,
+            due_on=due_on,
+            automatic_step=step.automatic_step,
+        )
+        token = None
+        if step.automatic_step is None and owner is not None:
+            token, item.token_hash = links.new_token()
+            item.token_expires_at = expires_at
+        session.add(item)
+        session.flush()
+        assert item.id is not None
+        if token is not None and owner is not None:
+            queue_email(
+                session=session,
+                key=f"action:{item.id}:assigned",
+                to=owner.email,
+                template="action_assigned",
+                context={
+                    "owner_name": owner.name,
+                    "reference": improvement.reference,
+                    "title": improvement.title,
+                    "improvement_title": improvement.title,
+                    "action_title": step.title,
+                    "due_on": item.due_on.isoformat(),
+                    "url": links.action_url(item.id, token),
+                },
+                improvement_id=improvement_id,
+            )
+        items.append(item)
+    return items
+
+
+MEASURES = ("measured_saving", "measured_kwh", "measured_kg_co2e", "measured_kg_waste")
+
+
+def complete_action(
+    *,
+    session: Session,
+    action_id: int,
+    by: str,
+    measured_saving: float | None = None,
+    measured_kwh: float | None = None,
+    measured_kg_co2e: float | None = None,
+    measured_kg_waste: float | None = None,
+    note: str = "",
+    channel: Channel | str = Channel.web,
+) -> ActionItem:
+    """Mark an open item done with its measured result. Caller commits, then emits ACTION_COMPLETED.
+
+    The update is conditional on the item being open: of two completions (a double click, two tabs)
+    one wins and the other gets LinkRefused("used").
+    """
+    values = dict(
+        zip(
+            MEASURES,
+            (measured_saving, measured_kwh, measured_kg_co2e, measured_kg_waste),
+            strict=True,
+        )
+    )
+    errors: dict[str, str] = {}
+    for field, value in values.items():
+        if value is None:
+            continue
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            errors[field] = f"must be a number, not {value!r}"
+        elif value < 0:
+            errors[field] = f"must be zero or more, not {value:g}"
+    if len(note) > 2000:
+        errors["note"] = f"is {len(note)} characters long; at most 2000 fit"
+    if not by.strip():
+        errors["by"] = "say who completed it"
+    if errors:
+        raise InvalidInput(errors)
+
+    item = session.get(ActionItem, action_id)
+    if item is None:
+        raise NotFound("action", action_id)
+    now = utcnow()
+    result = session.execute(
+        update(ActionItem)
+        .where(col(ActionItem.id) == action_id, col(ActionItem.status) == ActionStatus.open)
+        .values(
+            status=ActionStatus.done,
+            completed_by=by.strip()[:254],
+            completed_at=now,
+            result_note=note,
+            **values,
+        )
+    )
+    session.refresh(item)
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        when = f" on {item.completed_at:%Y-%m-%d %H:%M} UTC" if item.completed_at else ""
+        who = f" by {item.completed_by}" if item.completed_by else ""
+        raise LinkRefused("used", f"This action is already {item.status}{who}{when}.", 410)
+    # ActionItem has no channel column; the log keeps which door the completion came through.
+    log.info("action %s of IMP-%s done by %s via %s", action_id, item.improvement_id, by, channel)
+    return item
+
+
+# --- automatic steps --------------------------------------------------------------------------
+
+
+def open_automatic_steps(*, session: Session, improvement_id: int) -> list[int]:
+    """Automatic items whose turn has come, in plan order: open, with every item before them
+    done or cancelled or itself one of these automatic steps.
+
+    Run them in the order given (switch customers, then tell them); a person's open step stops the
+    list, and its completion (ACTION_COMPLETED) is what makes the next ones ready.
+    """
+    ready: list[int] = []
+    for item in _items(session, improvement_id):
+        if item.status != ActionStatus.open:
+            continue
+        if item.automatic_step is None:
+            break  # a person's step comes first; later steps wait for it
+        assert item.id is not None
+        ready.append(item.id)
+    return ready
+
+
+def automatic_steps_due(*, session: Session) -> list[int]:
+    """Every automatic item whose turn has come, across improvements in progress (for the sweep)."""
+    in_progress = session.exec(
+        select(Improvement.id)
+        .where(Improvement.status == Status.in_progress)
+        .order_by(col(Improvement.id))
+    ).all()
+    due: list[int] = []
+    for improvement_id in in_progress:
+        if improvement_id is not None:
+            due.extend(open_automatic_steps(session=session, improvement_id=improvement_id))
+    return due
+
+
+def _switch_to_estatements(session: Session, item: ActionItem, improvement: Improvement) -> str:
+    # There is no statement-delivery column yet (contact_format is about email, consent about
+    # purposes), so the switch is recorded on the step itself. Only customers who agreed to hear
+    # about improvements are switched: nobody is changed without being told.
+    assert improvement.id is not None
+    customers = affected_customers(session=session, improvement_id=improvement.id)
+    told = consenting_customer_ids(
+        session=session,
+        customer_ids=[c.id for c in customers if c.id is not None],
+        purpose=Purpose.improvement_updates,
+    )
+    switched = [f"{c.name} (#{c.id})" for c in customers if c.id in told]
+    kept = [f"{c.name} (#{c.id})" for c in customers if c.id not in told]
+    note = f"Switched to e-statements: {', '.join(switched) or 'nobody'}."
+    if kept:
+        note += f" Left on paper (not agreed to be told of changes): {', '.join(kept)}."
+    return note
+
+
+def _expectation(improvement: Improvement) -> str:
+    """The estimate as one sentence: mid-plan nothing is achieved yet, so it is not listed."""
+    lines = impact_lines(improvement)
+    if not lines:
+        return ""
+    return "We expect " + "; ".join(line[0].lower() + line[1:] for line in lines) + "."
+
+
+def _switched_to_estatements(session: Session, improvement_id: int) -> bool:
+    return (
+        session.exec(
+            select(ActionItem.id).where(
+                ActionItem.improvement_id == improvement_id,
+                ActionItem.automatic_step == "switch_to_estatements",
+                ActionItem.status == ActionStatus.done,
+            )
+        ).first()
+        is not None
+    )
+
+
+def _notify_customers(session: Session, item: ActionItem, improvement: Improvement) -> str:
+    assert improvement.id is not None
+    parts = [f"We have made a change to how we serve you: “{improvement.title}”."]
+    if _switched_to_estatements(session, improvement.id):
+        # Only customers who hear this were switched (see _switch_to_estatements).
+        parts.append(
+            "From now on your statements come by email rather than by post. If you would rather "
+            "keep paper statements, reply to this email and we will switch you back."
+        )
+    else:
+        parts.append(_short(improvement))
+    parts.append(_expectation(improvement))
+    return _tell(session, item, improvement, " ".join(p for p in parts if p))
+
+
+def _send_customer_update(session: Session, item: ActionItem, improvement: Improvement) -> str:
+    summary = f"An update from us: “{improvement.title}”. {_short(improvement)}"
+    return _tell(session, item, improvement, summary.strip())
+
+
+def _tell(session: Session, item: ActionItem, improvement: Improvement, summary: str) -> str:
+    counts = queue_customer_notices(
+        session=session,
+        improvement=improvement,
+        key_prefix=f"step:{item.id}",
+        summary=summary,
+        lines=[],  # the template lists these as achieved; mid-plan the estimate is in the summary
+    )
+    return (
+        f"Notice queued for {counts['customers']} customer(s); "
+        f"{counts['not_consented']} not written to (no consent to improvement updates)."
+    )
+
+
+def _notify_partners(session: Session, item: ActionItem, improvement: Improvement) -> str:
+    summary = " ".join(
+        p
+        for p in (
+            f"The change “{improvement.title}”, which involves your service to us, is now in "
+            "place.",
+            _short(improvement),
+            _expectation(improvement),
+            "We will measure the result and tell you what it achieved.",
+        )
+        if p
+    )
+    counts = queue_partner_notices(
+        session=session,
+        improvement=improvement,
+        key_prefix=f"step:{item.id}",
+        summary=summary,
+        lines=[],
+    )
+    return f"Notice queued for {counts['partners']} partner(s)."
+
+
+def _short(improvement: Improvement, limit: int = 600) -> str:
+    text = " ".join(improvement.description.split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + "…"
+
+
+AUTOMATIC_STEPS: dict[str, Callable[[Session, ActionItem, Improvement], str]] = {
+    "switch_to_estatements": _switch_to_estatements,
+    "notify_customers": _notify_customers,
+    "send_customer_update": _send_customer_update,
+    "notify_partners": _notify_partners,
+}
+
+
+def run_automatic_step(*, session: Session, action_id: int) -> ActionItem:
+    """Carry out an automatic item and mark it done; a done item comes back as it is.
+
+    The caller commits.
+
+    Every email the step queues has a key of its own, so a retry after a crash sends nothing twice.
+    """
+    item = session.get(ActionItem, action_id, populate_existing=True)
+    if item is None:
+        raise NotFound("action", action_id)
+    if item.status != ActionStatus.open:
+        return item
+    if item.automatic_step not in AUTOMATIC_STEPS:
+        raise InvalidInput(
+            {"automatic_step": f"action {action_id} names no known step: {item.automatic_step!r}"}
+        )
+    improvement = session.get(Improvement, item.improvement_id)
+    if improvement is None:
+        raise ImprovementNotFound(item.improvement_id)
+    note = AUTOMATIC_STEPS[item.automatic_step](session, item, improvement)
+    session.execute(
+        update(ActionItem)
+        .where(col(ActionItem.id) == action_id, col(ActionItem.status) == ActionStatus.open)
+        .values(
+            status=ActionStatus.done,
+            completed_by=AUTOMATIC,
+            completed_at=utcnow(),
+            result_note=note[:2000],
+        )
+    )
+    session.refresh(item)
+    return item
+
+
+# --- completion -------------------------------------------------------------------------------
+
+
+def complete_improvement(*, session: Session, improvement_id: int, actor: str) -> bool:
+    """in_progress with every item done or cancelled → measured results summed, completed.
+
+    Returns False when it is not ready or already completed. Caller commits, then emits COMPLETED.
+    """
+    improvement = session.get(Improvement, improvement_id, populate_existing=True)
+    if improvement is None:
+        raise ImprovementNotFound(improvement_id)
+    if improvement.status != Status.in_progress:
+        return False
+    items = _items(session, improvement_id)
+    if not items or any(i.status == ActionStatus.open for i in items):
+        return False
+    done = [i for i in items if i.status == ActionStatus.done]
+    totals: dict[str, float | None] = {}
+    for field in MEASURES:
+        measured = [getattr(i, field) for i in done if getattr(i, field) is not None]
+        totals[field] = float(sum(measured)) if measured else None  # nobody measured it: unknown
+    try:
+        move(
+            session=session,
+            improvement_id=improvement_id,
+            to=Status.completed,
+            actor=actor,
+            channel=Channel.flow,
+            reason=_completion_reason(len(done), len(items), totals),
+        )
+    except IllegalTransition:
+        return False  # someone else completed it a moment ago
+    session.execute(
+        update(Improvement).where(col(Improvement.id) == improvement_id).values(**totals)
+    )
+    session.refresh(improvement)
+    return True
+
+
+def _completion_reason(done: int, total: int, totals: dict[str, float | None]) -> str:
+    parts = []
+    if totals["measured_saving"] is not None:
+        parts.append(f"£{totals['measured_saving']:,.0f} saved")
+    if totals["measured_kwh"] is not None:
+        parts.append(f"{totals['measured_kwh']:,.0f} kWh")
+    if totals["measured_kg_co2e"] is not None:
+        parts.append(f"{totals['measured_kg_co2e']:,.0f} kg CO2e")
+    if totals["measured_kg_waste"] is not None:
+        parts.append(f"{totals['measured_kg_waste']:,.0f} kg waste diverted")
+    impact = "measured " + ", ".join(parts) if parts else "no measured result recorded"
+    steps = (
+        f"all {total} steps done"
+        if done == total
+        else (f"{done} of {total} steps done, {total - done} cancelled")
+    )
+    return f"Plan finished: {steps}; {impact}."
+
+
+def improvements_ready_to_complete(*, session: Session) -> list[int]:
+    """In progress, with a plan and no open item left (the sweep's net for a lost event)."""
+    same = col(ActionItem.improvement_id) == col(Improvement.id)
+    any_item = exists().where(same)
+    open_item = exists().where(and_(same, col(ActionItem.status) == ActionStatus.open))
+    return [
+        i
+        for i in session.exec(
+            select(Improvement.id)
+            .where(Improvement.status == Status.in_progress, any_item, ~open_item)
+            .order_by(col(Improvement.id))
+        ).all()
+        if i is not None
+    ]
