@@ -1,12 +1,39 @@
 """Email: queue a templated message in the caller's transaction; render and send the outbox."""
 
 import hashlib
-from typing import Any
+import logging
+import math
+import re
+from datetime import date, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from typing import Any, NamedTuple
 
+import aiosmtplib
+import css_inline
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
+from prefect import task
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from improve.settings import settings
-from models import OutboxEmail
+from models import OutboxEmail, OutboxStatus
+from models.db import get_engine, utcnow
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "email"
+
+# Emails a person needs in order to do their job: they never offer an unsubscribe header.
+ESSENTIAL = frozenset({"approval_request", "decision", "action_assigned"})
+
+# A sender that dies mid-send leaves its row in "sending"; after this long it is sent again.
+STALE_CLAIM = timedelta(minutes=10)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+_ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"\\]+@[^@\s<>()\[\],;:\"\\]+")
 
 
 def message_id_for(key: str) -> str:
@@ -44,3 +71,332 @@ def queue_email(
     session.add(row)
     session.flush()
     return row
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def one_line(value: Any) -> str:
+    """Collapse every kind of line break and control character, so a value stays one header."""
+    return " ".join(_CONTROL.sub(" ", str(value)).split())
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def money(value: Any) -> str:
+    n = _number(value)
+    if n is None:
+        return str(value)
+    return f"£{n:,.2f}" if n % 1 else f"£{n:,.0f}"
+
+
+def quantity(value: Any) -> str:
+    n = _number(value)
+    if n is None:
+        return str(value)
+    return f"{n:,.0f}" if n % 1 == 0 or abs(n) >= 100 else f"{n:,.1f}"
+
+
+def long_date(value: Any) -> str:
+    """30 November 2026, from a date, a datetime or the ISO string a JSON context carries."""
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value[:10])
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        value = value.date()
+    return f"{value.day} {value:%B %Y}" if isinstance(value, date) else str(value)
+
+
+def label(value: Any) -> str:
+    return str(value).replace("_", " ").capitalize()
+
+
+def payback(cost: Any, saving: Any) -> str:
+    """How soon the annual saving repays the cost, in words a budget holder reads at a glance."""
+    cost_n, saving_n = _number(cost) or 0.0, _number(saving) or 0.0
+    if cost_n <= 0 or saving_n <= 0:
+        return ""
+    months = math.ceil(cost_n / saving_n * 12)
+    if months <= 1:
+        return "within a month"
+    if months < 24:
+        return f"in about {months} months"
+    return f"in about {cost_n / saving_n:.1f} years".replace(".0 ", " ")
+
+
+def paragraphs(value: Any) -> Markup:
+    """Plain text as HTML paragraphs: escaped first, so markup in an idea is shown, never run."""
+    blocks = re.split(r"\n\s*\n", str(value or "").strip())
+    return Markup("\n").join(
+        Markup("<p>{}</p>").format(Markup("<br>\n").join(escape(line) for line in b.splitlines()))
+        for b in blocks
+        if b.strip()
+    )
+
+
+# .html is autoescaped; .txt is not, or a title with "&" would read "&amp;" in the plain part.
+_env = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_env.filters.update(
+    money=money, quantity=quantity, longdate=long_date, label=label, paragraphs=paragraphs
+)
+_env.globals["payback"] = payback
+_inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
+
+
+class Rendered(NamedTuple):
+    subject: str
+    text: str
+    html: str
+
+
+def render(template: str, context: dict[str, Any]) -> Rendered:
+    """Render `template`.txt (which sets the subject) and `template`.html with inlined CSS."""
+    module = _env.get_template(f"{template}.txt").make_module(context)
+    subject = one_line(getattr(module, "subject", ""))
+    text = re.sub(r"\n{3,}", "\n\n", str(module)).strip() + "\n"
+    html = _env.get_template(f"{template}.html").render({**context, "subject": subject})
+    return Rendered(subject, text, _inliner.inline(html))
+
+
+def recipient_address(value: str) -> str:
+    """The one bare address an email goes to; anything more is refused, not guessed at."""
+    if not _ADDRESS.fullmatch(value.strip()):
+        raise ValueError(f"recipient {value!r} is not a single email address")
+    return value.strip()
+
+
+def _unsubscribe_url(template: str, context: dict[str, Any]) -> str | None:
+    url = "".join(_CONTROL.sub("", str(context.get("unsubscribe_url") or "")).split())
+    if template in ESSENTIAL or not url.startswith(("https://", "http://")) or "<" in url:
+        return None
+    return url.replace(">", "")
+
+
+def build_message(row: OutboxEmail) -> EmailMessage:
+    """The email for an outbox row: multipart/alternative, or plain text for those who ask."""
+    context = dict(row.context or {})
+    rendered = render(row.template, context)
+    message = EmailMessage()
+    message["From"] = one_line(settings.mail_from)
+    message["To"] = recipient_address(row.recipient)
+    message["Subject"] = rendered.subject
+    message["Date"] = format_datetime(utcnow())
+    message["Message-ID"] = one_line(row.message_id)
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: out-of-office replies stay quiet
+    message["X-Improve-Key"] = one_line(row.idempotency_key)
+    unsubscribe = _unsubscribe_url(row.template, context)
+    if unsubscribe:
+        message["List-Unsubscribe"] = f"<{unsubscribe}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(rendered.text)
+    if not context.get("text_only"):
+        message.add_alternative(rendered.html, subtype="html")
+    return message
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+
+class RelayUnavailable(Exception):
+    """The SMTP server cannot be reached or will not take mail from us: no row is at fault."""
+
+
+class _Relay:
+    """One SMTP connection reused for a whole batch, opened again when the server dropped it."""
+
+    def __init__(self) -> None:
+        self.smtp: aiosmtplib.SMTP | None = None
+        self.sender = parseaddr(settings.mail_from)[1]
+
+    async def _open(self) -> aiosmtplib.SMTP:
+        smtp = aiosmtplib.SMTP(
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            timeout=settings.smtp_timeout_seconds,
+            use_tls=settings.smtp_tls == "tls",
+            start_tls=settings.smtp_tls == "starttls",
+            username=settings.smtp_user or None,
+            password=settings.smtp_password or None,
+        )
+        try:
+            await smtp.connect()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            where = f"{settings.smtp_host}:{settings.smtp_port}"
+            raise RelayUnavailable(f"SMTP server {where} unreachable: {exc}") from exc
+        return smtp
+
+    async def send(self, message: EmailMessage, recipient: str) -> None:
+        if self.smtp is None or not self.smtp.is_connected:
+            self.smtp = await self._open()
+        try:
+            await self.smtp.send_message(message, sender=self.sender, recipients=[recipient])
+        except aiosmtplib.SMTPServerDisconnected:
+            # Relays close idle or long-lived connections; one fresh try tells that apart from
+            # a server that is down.
+            self.smtp = await self._open()
+            try:
+                await self.smtp.send_message(message, sender=self.sender, recipients=[recipient])
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
+                raise RelayUnavailable(f"SMTP server dropped the connection: {exc}") from exc
+        except aiosmtplib.SMTPTimeoutError as exc:
+            raise RelayUnavailable(f"SMTP server timed out: {exc}") from exc
+        except aiosmtplib.SMTPSenderRefused as exc:
+            # Refusing our own From address is a relay setting, not this email's fault: failing
+            # each row on it would throw away the whole outbox.
+            raise RelayUnavailable(
+                f"SMTP server refused the sender: {exc.code} {exc.message}"
+            ) from exc
+
+    async def close(self) -> None:
+        if self.smtp is not None and self.smtp.is_connected:
+            try:
+                await self.smtp.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                self.smtp.close()
+        self.smtp = None
+
+
+def _release_stale_claims(now: datetime) -> None:
+    with Session(get_engine()) as session:
+        session.exec(
+            update(OutboxEmail)
+            .where(
+                OutboxEmail.status == OutboxStatus.sending,  # type: ignore[arg-type]
+                OutboxEmail.claimed_at < now - STALE_CLAIM,  # type: ignore[operator,arg-type]
+            )
+            .values(
+                status=OutboxStatus.queued,
+                claimed_at=None,
+                last_error="the sender stopped while sending; sending again",
+            )
+        )
+        session.commit()
+
+
+def _due_ids(now: datetime, limit: int) -> list[int]:
+    with Session(get_engine()) as session:
+        ids = session.exec(
+            select(OutboxEmail.id)
+            .where(OutboxEmail.status == OutboxStatus.queued, OutboxEmail.next_attempt_at <= now)
+            .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id)  # type: ignore[arg-type]
+            .limit(limit)
+        ).all()
+    return [i for i in ids if i is not None]
+
+
+def _claim(row_id: int, now: datetime) -> OutboxEmail | None:
+    """Take the row for this sender, or None when another sender took it first."""
+    with Session(get_engine(), expire_on_commit=False) as session:
+        result = session.exec(
+            update(OutboxEmail)
+            .where(
+                OutboxEmail.id == row_id,  # type: ignore[arg-type]
+                OutboxEmail.status == OutboxStatus.queued,  # type: ignore[arg-type]
+                OutboxEmail.next_attempt_at <= now,  # type: ignore[arg-type]
+            )
+            .values(status=OutboxStatus.sending, claimed_at=now)
+        )
+        row = session.get(OutboxEmail, row_id) if result.rowcount == 1 else None
+        session.commit()
+        return row
+
+
+def _record(row: OutboxEmail, **values: Any) -> None:
+    if "last_error" in values:
+        values["last_error"] = values["last_error"][:2000]
+    with Session(get_engine()) as session:
+        session.exec(
+            update(OutboxEmail)
+            .where(
+                OutboxEmail.id == row.id,  # type: ignore[arg-type]
+                OutboxEmail.status == OutboxStatus.sending,  # type: ignore[arg-type]
+            )
+            .values(claimed_at=None, attempts=row.attempts + 1, **values)
+        )
+        session.commit()
+
+
+def _retry_later(row: OutboxEmail, now: datetime, error: str) -> str:
+    attempts = row.attempts + 1
+    if attempts >= settings.outbox_max_attempts:
+        _record(
+            row,
+            status=OutboxStatus.failed,
+            last_error=f"gave up after {attempts} attempts: {error}",
+        )
+        return "failed"
+    delays = settings.outbox_backoff_seconds or [60.0]
+    delay = delays[min(attempts, len(delays)) - 1]
+    _record(
+        row,
+        status=OutboxStatus.queued,
+        next_attempt_at=now + timedelta(seconds=delay),
+        last_error=error,
+    )
+    return "deferred"
+
+
+async def send_due(*, limit: int = 200, now: datetime | None = None) -> dict[str, int]:
+    """Send the outbox rows that are due, each claimed first so no two senders send one row."""
+    now = now or utcnow()
+    counts = {"sent": 0, "deferred": 0, "failed": 0}
+    _release_stale_claims(now)
+    relay = _Relay()
+    try:
+        for row_id in _due_ids(now, limit):
+            row = _claim(row_id, now)
+            if row is None:
+                continue
+            try:
+                message = build_message(row)
+            except Exception as exc:  # a broken template or address: retrying cannot mend it
+                _record(row, status=OutboxStatus.failed, last_error=f"cannot build: {exc!r}")
+                counts["failed"] += 1
+                continue
+            try:
+                await relay.send(message, recipient_address(row.recipient))
+            except RelayUnavailable as exc:
+                # Hammering a server that is down helps nobody: this row waits, the rest stay due.
+                log.warning("%s; %s deferred and the batch stopped", exc, row.idempotency_key)
+                counts[_retry_later(row, now, str(exc))] += 1
+                break
+            except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused) as exc:
+                refusal = (
+                    exc.recipients[0] if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) else exc
+                )
+                reply = f"{refusal.code} {refusal.message}"
+                if refusal.code >= 500:
+                    _record(row, status=OutboxStatus.failed, last_error=reply)
+                    counts["failed"] += 1
+                else:
+                    counts[_retry_later(row, now, reply)] += 1
+            except (aiosmtplib.SMTPNotSupported, ValueError) as exc:
+                _record(row, status=OutboxStatus.failed, last_error=f"cannot send: {exc}")
+                counts["failed"] += 1
+            else:
+                # Marked after the server accepted it: a crash in between sends it again, with
+                # the same Message-ID, which is better than losing it.
+                _record(row, status=OutboxStatus.sent, sent_at=utcnow(), last_error="")
+                counts["sent"] += 1
+    finally:
+        await relay.close()
+    return counts
+
+
+@task(name="send-outbox", retries=3, retry_delay_seconds=[2, 10, 60])
+async def send_outbox(limit: int = 200) -> dict[str, int]:
+    """Send the due emails in the outbox and return how many were sent, deferred and failed."""
+    return await send_due(limit=limit)
