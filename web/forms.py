@@ -1,0 +1,89 @@
+"""Reading what people type: amounts, lists of emails, and validation messages they can act on."""
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+ESTIMATE_FIELDS = ("estimated_cost", "annual_saving", "kwh", "kg_co2e", "kg_waste", "sheets_paper")
+WHOLE_NUMBER_FIELDS = {"sheets_paper"}
+
+
+def parse_amount(raw: str | None, field: str, errors: dict[str, str], *, whole: bool = False):
+    """A non-negative number from a form field, or None when left blank.
+
+    People type "£1,200" or " 12.5 ": the pound sign, commas and spaces are allowed.
+    A problem is written to `errors[field]` and None returned.
+    """
+    text = (raw or "").strip().replace(",", "").replace("£", "").replace(" ", "")
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        errors[field] = f"“{raw}” is not a number"
+        return None
+    if not math.isfinite(value):
+        errors[field] = f"“{raw}” is not a number"
+        return None
+    if value < 0:
+        errors[field] = "cannot be negative"
+        return None
+    if whole:
+        if value != int(value):
+            errors[field] = "must be a whole number"
+            return None
+        return int(value)
+    return value
+
+
+def split_emails(raw: str | None) -> list[str]:
+    """'a@x.org, b@y.org; c@z.org' → the three addresses (commas, semicolons or spaces)."""
+    return [part for part in re.split(r"[,;\s]+", raw or "") if part]
+
+
+def non_finite_fields(values: Mapping[str, Any], fields: Iterable[str]) -> dict[str, str]:
+    """Infinity and NaN pass pydantic's `ge=0` on floats; an amount must be a real number."""
+    return {
+        field: "must be a finite number"
+        for field in fields
+        if isinstance(values.get(field), float) and not math.isfinite(values[field])
+    }
+
+
+def plain_errors(errors: Sequence[Any], *, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """pydantic's error list → one plain message per field ("cannot be negative").
+
+    `skip` drops leading location parts such as "body" so the key is the field's own name.
+    """
+    messages: dict[str, str] = {}
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        while loc and loc[0] in skip:
+            loc.pop(0)
+        # A bad item of a list (customer_emails.2) is reported on the list field itself.
+        field = ".".join(part for part in loc if not part.isdigit()) or "body"
+        messages.setdefault(field, _message(error))
+    return messages
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error.get("type", "")
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return "is required"
+    if kind == "greater_than_equal":
+        return "cannot be negative" if ctx.get("ge") == 0 else f"must be at least {ctx.get('ge')}"
+    if kind in {"float_parsing", "float_type", "int_parsing", "int_type", "finite_number"}:
+        return "must be a number"
+    if kind == "int_from_float":
+        return "must be a whole number"
+    if kind == "string_too_short":
+        return f"needs at least {ctx.get('min_length')} characters"
+    if kind == "string_too_long":
+        return f"can be at most {ctx.get('max_length')} characters"
+    if kind == "enum":
+        return f"must be one of: {ctx.get('expected', '')}".replace("'", "")
+    if kind == "value_error":
+        return str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+    return str(error.get("msg", "is not valid"))

@@ -1,0 +1,290 @@
+"""Pages behind the links in emails: decide an approval, complete an action, unsubscribe.
+
+GET and HEAD only show (mail scanners open every link); a POST from the page acts. The database is
+committed before the event is emitted, so a flow started by the event sees the decision.
+"""
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from sqlmodel import Session, select
+from starlette.responses import HTMLResponse
+
+from improve import events
+from improve.errors import InvalidInput, LinkRefused
+from models import (
+    ActionItem,
+    ApprovalRequest,
+    ApprovalStatus,
+    Channel,
+    Colleague,
+    Customer,
+    Improvement,
+    Purpose,
+)
+from models.db import get_engine
+from tasks.approvals import record_decision
+from tasks.consent import opt_out, unsubscribe_url
+from tasks.links import check_action_link, check_approval_link
+from tasks.planning import complete_action
+from web.forms import parse_amount
+from web.render import page, payback_months
+from web.views import colleagues_by_id, levels_for
+
+router = APIRouter(include_in_schema=False)
+
+PURPOSE_TEXT = {
+    Purpose.improvement_updates: "updates about improvements to the service you receive",
+    Purpose.policy_news: "news about our environmental and customer service policies",
+    Purpose.invitations: "invitations to take part in our initiatives",
+}
+MEASURED_FIELDS = {
+    "measured_saving": "Saving (£)",
+    "measured_kwh": "Energy saved (kWh)",
+    "measured_kg_co2e": "Emissions avoided (kg CO2e)",
+    "measured_kg_waste": "Waste diverted (kg)",
+}
+
+
+# --- approvals -------------------------------------------------------------------------------
+
+
+def _approval_context(session: Session, approval: ApprovalRequest) -> dict[str, Any]:
+    improvement = session.get(Improvement, approval.improvement_id)
+    assert improvement is not None  # a foreign key
+    siblings = session.exec(
+        select(ApprovalRequest).where(ApprovalRequest.improvement_id == improvement.id)
+    ).all()
+    people = colleagues_by_id(
+        session, {approval.approver_id, approval.on_behalf_of_id, improvement.submitter_id}
+    )
+    return {
+        "approval": approval,
+        "improvement": improvement,
+        "approver": people.get(approval.approver_id),
+        "on_behalf_of": people.get(approval.on_behalf_of_id or -1),
+        "submitter": people.get(improvement.submitter_id or -1),
+        "levels": levels_for(improvement, list(siblings)),
+        "payback": payback_months(improvement.estimated_cost, improvement.annual_saving),
+        "errors": {},
+        "values": {"decision": "", "comment": ""},
+    }
+
+
+@router.api_route("/approvals/{approval_id}/{token}", methods=["GET", "HEAD"])
+def show_approval(request: Request, approval_id: int, token: str) -> HTMLResponse:
+    """The improvement to decide, with Approve and Reject; changes nothing."""
+    with Session(get_engine()) as session:
+        approval = check_approval_link(session=session, approval_id=approval_id, token=token)
+        return page(request, "approval.html", _approval_context(session, approval), private=True)
+
+
+def _next_step(approval: ApprovalRequest, levels: int) -> str:
+    """What happens after this decision; the advance-improvement flow does it."""
+    if approval.status == ApprovalStatus.rejected:
+        return (
+            "The person who suggested it will be told it was not approved, with your comment, "
+            "so they know why and what they could try instead."
+        )
+    if approval.level < levels:
+        return (
+            f"It now goes to a level {approval.level + 1} approver for the final decision; "
+            "they will get their own email."
+        )
+    return (
+        "An action plan is drawn up next, and each action owner gets an email with their part. "
+        "The person who suggested it is told it was approved."
+    )
+
+
+@router.post("/approvals/{approval_id}/{token}")
+def decide_approval(
+    request: Request,
+    approval_id: int,
+    token: str,
+    decision: Annotated[str, Form()] = "",
+    comment: Annotated[str, Form()] = "",
+) -> HTMLResponse:
+    """Record Approve or Reject, commit, then announce the decision."""
+    comment = comment.strip()
+    with Session(get_engine()) as session:
+        approval = check_approval_link(session=session, approval_id=approval_id, token=token)
+        errors: dict[str, str] = {}
+        if decision not in ("approve", "reject"):
+            errors["decision"] = "Choose Approve or Reject."
+        elif decision == "reject" and not comment:
+            errors["comment"] = (
+                "Please say why you are rejecting it: the person who suggested it will read this."
+            )
+        elif len(comment) > 2000:
+            errors["comment"] = (
+                f"Please keep the comment under 2,000 characters (it is {len(comment):,})."
+            )
+        if not errors:
+            try:
+                approval = record_decision(
+                    session=session,
+                    approval_id=approval_id,
+                    approve=decision == "approve",
+                    comment=comment,
+                    channel=Channel.email,
+                )
+            except InvalidInput as exc:
+                session.rollback()
+                errors = dict(exc.errors)
+        if errors:
+            context = _approval_context(session, approval)
+            context.update(errors=errors, values={"decision": decision, "comment": comment})
+            return page(request, "approval.html", context, status_code=422, private=True)
+        session.commit()
+        context = _approval_context(session, approval)
+        context["next_step"] = _next_step(approval, context["levels"])
+        improvement_id, approver_id = approval.improvement_id, approval.approver_id
+        payload: dict[str, object] = {
+            "approval_id": approval.id,
+            "decision": str(approval.status),
+            "level": approval.level,
+        }
+    events.emit(
+        events.APPROVAL_DECIDED,
+        improvement_id=improvement_id,
+        related=[("approver", f"improve.colleague.{approver_id}")],
+        payload=payload,
+    )
+    return page(request, "approval_done.html", context, private=True)
+
+
+# --- action items ----------------------------------------------------------------------------
+
+
+def _action_context(session: Session, action: ActionItem) -> dict[str, Any]:
+    improvement = session.get(Improvement, action.improvement_id)
+    assert improvement is not None
+    owner = session.get(Colleague, action.owner_id) if action.owner_id else None
+    return {
+        "action": action,
+        "improvement": improvement,
+        "owner": owner,
+        "fields": MEASURED_FIELDS,
+        "errors": {},
+        "values": {name: "" for name in [*MEASURED_FIELDS, "note"]},
+    }
+
+
+@router.api_route("/actions/{action_id}/{token}", methods=["GET", "HEAD"])
+def show_action(request: Request, action_id: int, token: str) -> HTMLResponse:
+    """The action item, with a form for its measured result; changes nothing."""
+    with Session(get_engine()) as session:
+        action = check_action_link(session=session, action_id=action_id, token=token)
+        return page(request, "action.html", _action_context(session, action), private=True)
+
+
+@router.post("/actions/{action_id}/{token}")
+def complete_action_item(
+    request: Request,
+    action_id: int,
+    token: str,
+    measured_saving: Annotated[str, Form()] = "",
+    measured_kwh: Annotated[str, Form()] = "",
+    measured_kg_co2e: Annotated[str, Form()] = "",
+    measured_kg_waste: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+) -> HTMLResponse:
+    """Mark the item done with what was measured, commit, then announce it."""
+    raw = {
+        "measured_saving": measured_saving,
+        "measured_kwh": measured_kwh,
+        "measured_kg_co2e": measured_kg_co2e,
+        "measured_kg_waste": measured_kg_waste,
+    }
+    note = note.strip()
+    errors: dict[str, str] = {}
+    numbers = {name: parse_amount(value, name, errors) for name, value in raw.items()}
+    if len(note) > 2000:
+        errors["note"] = f"Please keep the note under 2,000 characters (it is {len(note):,})."
+    with Session(get_engine()) as session:
+        action = check_action_link(session=session, action_id=action_id, token=token)
+        if not errors:
+            owner = session.get(Colleague, action.owner_id) if action.owner_id else None
+            try:
+                action = complete_action(
+                    session=session,
+                    action_id=action_id,
+                    by=owner.email if owner else "action link",
+                    note=note,
+                    channel=Channel.email,
+                    **numbers,
+                )
+            except InvalidInput as exc:
+                session.rollback()
+                errors = dict(exc.errors)
+        if errors:
+            context = _action_context(session, action)
+            context.update(errors=errors, values={**raw, "note": note})
+            return page(request, "action.html", context, status_code=422, private=True)
+        session.commit()
+        context = _action_context(session, action)
+        improvement_id, owner_id = action.improvement_id, action.owner_id
+    related = [("action", f"improve.action.{action_id}")]
+    if owner_id is not None:
+        related.append(("owner", f"improve.colleague.{owner_id}"))
+    events.emit(
+        events.ACTION_COMPLETED,
+        improvement_id=improvement_id,
+        related=related,
+        payload={"action_id": action_id},
+    )
+    return page(request, "action_done.html", context, private=True)
+
+
+# --- unsubscribe -----------------------------------------------------------------------------
+
+
+def _tampered() -> LinkRefused:
+    return LinkRefused(
+        "tampered",
+        "This unsubscribe link is not valid: it may have been cut short or changed. "
+        "Please use the link from the email exactly as it arrived.",
+        404,
+    )
+
+
+def _check_unsubscribe(session: Session, customer_id: int, purpose: str, token: str) -> Purpose:
+    # Same refusal for a bad purpose, a bad signature or an unknown customer (as opt_out does):
+    # the link must not tell a stranger who our customers are.
+    try:
+        wanted = Purpose(purpose)
+    except ValueError:
+        raise _tampered() from None
+    expected = unsubscribe_url(customer_id, wanted).rsplit("/", 1)[-1]
+    if not hmac.compare_digest(expected, token) or session.get(Customer, customer_id) is None:
+        raise _tampered()
+    return wanted
+
+
+@router.api_route("/unsubscribe/{customer_id}/{purpose}/{token}", methods=["GET", "HEAD"])
+def show_unsubscribe(request: Request, customer_id: int, purpose: str, token: str) -> HTMLResponse:
+    """Ask to confirm; changes nothing (mail scanners open links)."""
+    with Session(get_engine()) as session:
+        wanted = _check_unsubscribe(session, customer_id, purpose, token)
+    return page(
+        request,
+        "unsubscribe.html",
+        {"purpose_text": PURPOSE_TEXT[wanted], "done": False},
+        private=True,
+    )
+
+
+@router.post("/unsubscribe/{customer_id}/{purpose}/{token}")
+def unsubscribe(request: Request, customer_id: int, purpose: str, token: str) -> HTMLResponse:
+    """Opt out: from the confirm page, or a mail client's RFC 8058 one-click POST."""
+    with Session(get_engine()) as session:
+        opt_out(session=session, customer_id=customer_id, purpose=purpose, token=token)
+        session.commit()
+    return page(
+        request,
+        "unsubscribe.html",
+        {"purpose_text": PURPOSE_TEXT[Purpose(purpose)], "done": True},
+        private=True,
+    )

@@ -1,0 +1,124 @@
+"""Reading the local mail sink's Maildir, so the emails Improve sent can be read in the browser."""
+
+import email
+import email.policy
+import mailbox
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+from improve.errors import NotFound
+from improve.settings import settings
+
+LINK = re.compile(r"https?://[^\s<>\"')\]]+")
+
+
+@dataclass
+class SinkMessage:
+    key: str
+    sender: str
+    to: list[str]
+    subject: str
+    date: datetime | None
+    text: str
+    html: str | None
+    links: list[str] = field(default_factory=list)
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def sink_dir() -> Path:
+    return settings.data_dir / "mailsink"
+
+
+def _open() -> mailbox.Maildir | None:
+    path = sink_dir()
+    if not (path / "cur").is_dir() and not (path / "new").is_dir():
+        return None  # nothing has been received yet
+    return mailbox.Maildir(path, factory=None, create=False)
+
+
+def _part(message: EmailMessage, subtype: str) -> str | None:
+    part = message.get_body(preferencelist=(subtype,))
+    if part is None:
+        return None
+    try:
+        return str(part.get_content())
+    except (LookupError, ValueError):  # an unknown charset: show what can be shown
+        payload = part.get_payload(decode=True) or b""
+        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
+
+
+def _date(message: EmailMessage, fallback: float) -> datetime | None:
+    try:
+        parsed = parsedate_to_datetime(str(message["Date"])) if message["Date"] else None
+    except (TypeError, ValueError):
+        parsed = None
+    if parsed is None:
+        return datetime.fromtimestamp(fallback, UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def links_in(text: str) -> list[str]:
+    """The http(s) links in a text body, in order, each once, without trailing punctuation."""
+    seen: dict[str, None] = {}
+    for match in LINK.finditer(text):
+        seen.setdefault(match.group(0).rstrip(".,;:!?"), None)
+    return list(seen)
+
+
+def _delivered(key: str) -> tuple[int, int]:
+    """(seconds, microseconds) of delivery from a Maildir key "<sec>.M<usec>P<pid>Q<n>.<host>":
+    orders messages whose Date headers fall in the same second."""
+    match = re.match(r"(\d+)\.M(\d+)", key)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def _read(box: mailbox.Maildir, key: str) -> SinkMessage:
+    raw = box.get_bytes(key)
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    text = _part(message, "plain")
+    html = _part(message, "html")
+    stamp = float(_delivered(key)[0])  # when the Date header is missing or unreadable
+    return SinkMessage(
+        key=key,
+        sender=str(message["From"] or ""),
+        to=[str(a) for a in (message.get_all("To") or [])],
+        subject=str(message["Subject"] or "(no subject)"),
+        date=_date(message, stamp),
+        text=text if text is not None else "",
+        html=html,
+        links=links_in(text or ""),
+        headers=[(k, str(v)) for k, v in message.items()],
+    )
+
+
+def list_messages(limit: int = 200) -> list[SinkMessage]:
+    """The newest `limit` messages, newest first; an empty list before the first one arrives."""
+    box = _open()
+    if box is None:
+        return []
+    messages = []
+    for key in box.iterkeys():
+        try:
+            messages.append(_read(box, key))
+        except (KeyError, FileNotFoundError):  # taken away while we looked
+            continue
+    messages.sort(
+        key=lambda m: (m.date or datetime.min.replace(tzinfo=UTC), _delivered(m.key)), reverse=True
+    )
+    return messages[:limit]
+
+
+def get_message(key: str) -> SinkMessage:
+    """One message by its Maildir key; only keys the Maildir itself lists are ever opened."""
+    box = _open()
+    if box is None:
+        raise NotFound("message", key)
+    try:
+        return _read(box, key)
+    except (KeyError, FileNotFoundError):
+        raise NotFound("message", key) from None

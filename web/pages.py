@@ -1,0 +1,198 @@
+"""Staff pages: the dashboard, a page per improvement, the submission form and the mail sink."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import func
+from sqlmodel import Session, select
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from improve.errors import InvalidInput
+from models import Category, Channel, Improvement, ImprovementCreate, Status
+from models.db import get_engine
+from tasks.impact import impact_totals
+from web import mailsink
+from web.forms import ESTIMATE_FIELDS, WHOLE_NUMBER_FIELDS, parse_amount, plain_errors, split_emails
+from web.render import page, payback_months
+from web.views import dashboard as load_dashboard
+from web.views import improvement_view, submit
+
+router = APIRouter(include_in_schema=False)
+
+ESTIMATE_LABELS = {
+    "estimated_cost": ("One-off cost", "£"),
+    "annual_saving": ("Saving a year", "£"),
+    "kwh": ("Energy saved a year", "kWh"),
+    "kg_co2e": ("Emissions avoided a year", "kg CO2e"),
+    "kg_waste": ("Waste diverted a year", "kg"),
+    "sheets_paper": ("Paper saved a year", "sheets"),
+}
+
+FIELD_NAMES = {
+    "title": "Title",
+    "description": "Description",
+    "category": "Category",
+    "submitter_email": "Your email",
+    "customer_emails": "Customers affected",
+    "partner_emails": "Service partners affected",
+    **{name: text for name, (text, _unit) in ESTIMATE_LABELS.items()},
+}
+
+
+@router.get("/")
+def dashboard(request: Request) -> HTMLResponse:
+    """Improvements by status, the approvals waiting and for how long, recent ones, the impact."""
+    with Session(get_engine()) as session:
+        data = load_dashboard(session)
+        totals = impact_totals(session=session)
+    return page(request, "dashboard.html", {"data": data, "totals": totals})
+
+
+@router.get("/improvements")
+def improvement_list(
+    request: Request, status: str = "", category: str = "", limit: int = 200
+) -> HTMLResponse:
+    """Improvements, newest first, filtered by status and category (unknown values: no filter)."""
+    wanted_status = status if status in Status.__members__ else None
+    wanted_category = category if category in Category.__members__ else None
+    query = select(Improvement)
+    count = select(func.count()).select_from(Improvement)
+    if wanted_status:
+        query = query.where(Improvement.status == wanted_status)
+        count = count.where(Improvement.status == wanted_status)
+    if wanted_category:
+        query = query.where(Improvement.category == wanted_category)
+        count = count.where(Improvement.category == wanted_category)
+    with Session(get_engine()) as session:
+        rows = session.exec(
+            query.order_by(Improvement.id.desc()).limit(max(1, min(limit, 1000)))  # type: ignore[union-attr]
+        ).all()
+        total = session.exec(count).one()
+        context = {
+            "rows": rows,
+            "total": int(total),
+            "status": wanted_status,
+            "category": wanted_category,
+            "statuses": list(Status),
+            "categories": list(Category),
+        }
+        return page(request, "improvements.html", context)
+
+
+@router.get("/improvements/{improvement_id}")
+def improvement_page(request: Request, improvement_id: int) -> HTMLResponse:
+    """Everything about one improvement: estimates, results, people, approvals, plan, history."""
+    with Session(get_engine()) as session:
+        view = improvement_view(session, improvement_id)
+        imp = view.improvement
+        context = {
+            "view": view,
+            "imp": imp,
+            "labels": ESTIMATE_LABELS,
+            "payback": payback_months(imp.estimated_cost, imp.annual_saving),
+            "measured": {
+                "annual_saving": imp.measured_saving,
+                "kwh": imp.measured_kwh,
+                "kg_co2e": imp.measured_kg_co2e,
+                "kg_waste": imp.measured_kg_waste,
+            },
+        }
+        return page(request, "improvement.html", context)
+
+
+# --- submission ------------------------------------------------------------------------------
+
+
+class SubmitForm(BaseModel):
+    """The fields of the submission form, exactly as typed (checked below, kept on error)."""
+
+    title: str = ""
+    description: str = ""
+    category: str = ""
+    submitter_email: str = ""
+    estimated_cost: str = ""
+    annual_saving: str = ""
+    kwh: str = ""
+    kg_co2e: str = ""
+    kg_waste: str = ""
+    sheets_paper: str = ""
+    customer_emails: str = ""
+    partner_emails: str = ""
+
+
+def _submit_page(
+    request: Request, form: SubmitForm, errors: dict[str, str], status_code: int = 200
+) -> HTMLResponse:
+    order = list(FIELD_NAMES)
+    context: dict[str, Any] = {
+        "values": form.model_dump(),
+        # In the order of the form, so the summary reads top to bottom like the page.
+        "errors": dict(
+            sorted(errors.items(), key=lambda e: order.index(e[0]) if e[0] in order else 99)
+        ),
+        "categories": list(Category),
+        "labels": ESTIMATE_LABELS,
+        "field_names": FIELD_NAMES,
+    }
+    return page(request, "submit.html", context, status_code=status_code)
+
+
+@router.get("/submit")
+def submit_form(request: Request) -> HTMLResponse:
+    return _submit_page(request, SubmitForm(), {})
+
+
+@router.post("/submit")
+def submit_from_form(request: Request, form: Annotated[SubmitForm, Form()]) -> Response:
+    """Validate on the server, show each problem beside its field, or store and go to its page."""
+    errors: dict[str, str] = {}
+    data: dict[str, Any] = {
+        "title": form.title,
+        "description": form.description.strip(),
+        "category": form.category,
+        "submitter_email": form.submitter_email.strip(),
+        "customer_emails": split_emails(form.customer_emails),
+        "partner_emails": split_emails(form.partner_emails),
+    }
+    for name in ESTIMATE_FIELDS:
+        value = parse_amount(getattr(form, name), name, errors, whole=name in WHOLE_NUMBER_FIELDS)
+        if value is not None:
+            data[name] = value
+    if not data["submitter_email"]:
+        errors["submitter_email"] = "is required: the colleague who suggests it"
+    if not form.category:
+        errors["category"] = "choose a category"
+    try:
+        create = ImprovementCreate.model_validate(data)
+    except ValidationError as exc:
+        for field, message in plain_errors(exc.errors()).items():
+            errors.setdefault(field, message)
+        create = None
+    if create is not None and not errors:
+        try:
+            improvement_id = submit(create, channel=Channel.web)
+        except InvalidInput as exc:
+            errors.update(exc.errors)
+        else:
+            return RedirectResponse(f"/improvements/{improvement_id}", status_code=303)
+    return _submit_page(request, form, errors, status_code=422)
+
+
+# --- mail sink -------------------------------------------------------------------------------
+
+
+@router.get("/mail")
+def mail_list(request: Request) -> HTMLResponse:
+    """The emails the local SMTP sink received, newest first."""
+    return page(
+        request,
+        "mail_list.html",
+        {"messages": mailsink.list_messages(), "folder": str(mailsink.sink_dir())},
+    )
+
+
+@router.get("/mail/{key}")
+def mail_message(request: Request, key: str) -> HTMLResponse:
+    """One email: its text, its links, and its HTML in a sandboxed frame that runs no script."""
+    return page(request, "mail_message.html", {"message": mailsink.get_message(key)})

@@ -1,0 +1,218 @@
+"""What pages and the API read from the database, and the one submission path they share."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from improve import events
+from improve.errors import ImprovementNotFound, InvalidInput
+from improve.settings import settings
+from models import (
+    ActionItem,
+    ApprovalRequest,
+    ApprovalStatus,
+    Channel,
+    Colleague,
+    Customer,
+    Improvement,
+    ImprovementCreate,
+    ImprovementCustomer,
+    ImprovementPartner,
+    OutboxEmail,
+    Partner,
+    Status,
+    Transition,
+)
+from models.db import get_engine, utcnow
+from tasks.routing import levels_needed
+from tasks.submission import submit_improvement
+from web.forms import ESTIMATE_FIELDS, non_finite_fields
+
+
+@dataclass
+class ApprovalView:
+    request: ApprovalRequest
+    approver: Colleague | None
+    on_behalf_of: Colleague | None
+
+
+@dataclass
+class ActionView:
+    item: ActionItem
+    owner: Colleague | None
+
+
+@dataclass
+class ImprovementView:
+    improvement: Improvement
+    submitter: Colleague | None
+    levels: int
+    customers: list[Customer] = field(default_factory=list)
+    partners: list[Partner] = field(default_factory=list)
+    approvals: list[ApprovalView] = field(default_factory=list)
+    actions: list[ActionView] = field(default_factory=list)
+    history: list[Transition] = field(default_factory=list)
+    emails: list[OutboxEmail] = field(default_factory=list)
+
+
+def colleagues_by_id(session: Session, ids: set[int | None]) -> dict[int, Colleague]:
+    wanted = [i for i in ids if i is not None]
+    if not wanted:
+        return {}
+    rows = session.exec(select(Colleague).where(Colleague.id.in_(wanted))).all()  # type: ignore[union-attr]
+    return {c.id: c for c in rows if c.id is not None}
+
+
+def levels_for(improvement: Improvement, approvals: list[ApprovalRequest] = ()) -> int:  # type: ignore[assignment]
+    """How many levels of approval this improvement needs: two above the threshold."""
+    needed = levels_needed(improvement.estimated_cost, settings.two_level_threshold)
+    return max([needed, *(a.level for a in approvals)])
+
+
+def improvement_view(session: Session, improvement_id: int) -> ImprovementView:
+    """Everything about one improvement, or ImprovementNotFound naming IMP-n."""
+    improvement = session.get(Improvement, improvement_id)
+    if improvement is None:
+        raise ImprovementNotFound(improvement_id)
+    approvals = session.exec(
+        select(ApprovalRequest)
+        .where(ApprovalRequest.improvement_id == improvement_id)
+        .order_by(ApprovalRequest.level, ApprovalRequest.id)  # type: ignore[arg-type]
+    ).all()
+    actions = session.exec(
+        select(ActionItem)
+        .where(ActionItem.improvement_id == improvement_id)
+        .order_by(ActionItem.position)  # type: ignore[arg-type]
+    ).all()
+    people = colleagues_by_id(
+        session,
+        {improvement.submitter_id}
+        | {a.approver_id for a in approvals}
+        | {a.on_behalf_of_id for a in approvals}
+        | {a.owner_id for a in actions},
+    )
+    customers = session.exec(
+        select(Customer)
+        .join(ImprovementCustomer, ImprovementCustomer.customer_id == Customer.id)  # type: ignore[arg-type]
+        .where(ImprovementCustomer.improvement_id == improvement_id)
+        .order_by(Customer.name)  # type: ignore[arg-type]
+    ).all()
+    partners = session.exec(
+        select(Partner)
+        .join(ImprovementPartner, ImprovementPartner.partner_id == Partner.id)  # type: ignore[arg-type]
+        .where(ImprovementPartner.improvement_id == improvement_id)
+        .order_by(Partner.name)  # type: ignore[arg-type]
+    ).all()
+    history = session.exec(
+        select(Transition)
+        .where(Transition.improvement_id == improvement_id)
+        .order_by(Transition.at, Transition.id)  # type: ignore[arg-type]
+    ).all()
+    emails = session.exec(
+        select(OutboxEmail)
+        .where(OutboxEmail.improvement_id == improvement_id)
+        .order_by(OutboxEmail.created_at, OutboxEmail.id)  # type: ignore[arg-type]
+    ).all()
+    return ImprovementView(
+        improvement=improvement,
+        submitter=people.get(improvement.submitter_id or -1),
+        levels=levels_for(improvement, list(approvals)),
+        customers=list(customers),
+        partners=list(partners),
+        approvals=[
+            ApprovalView(a, people.get(a.approver_id), people.get(a.on_behalf_of_id or -1))
+            for a in approvals
+        ],
+        actions=[ActionView(a, people.get(a.owner_id or -1)) for a in actions],
+        history=list(history),
+        emails=list(emails),
+    )
+
+
+@dataclass
+class WaitingApproval:
+    request: ApprovalRequest
+    improvement: Improvement
+    approver: Colleague | None
+    on_behalf_of: Colleague | None
+    waited_since: datetime
+
+
+@dataclass
+class Dashboard:
+    status_counts: list[tuple[Status, int]]
+    total: int
+    waiting: list[WaitingApproval]
+    recent: list[tuple[Improvement, Colleague | None]]
+    outbox: dict[str, int]
+    now: datetime
+
+
+def dashboard(session: Session, *, recent: int = 12, waiting: int = 50) -> Dashboard:
+    """Counts by status, the approvals waiting (longest first), the newest improvements."""
+    counts = dict(
+        session.exec(select(Improvement.status, func.count()).group_by(Improvement.status)).all()
+    )
+    pending = session.exec(
+        select(ApprovalRequest, Improvement)
+        .join(Improvement, Improvement.id == ApprovalRequest.improvement_id)  # type: ignore[arg-type]
+        .where(ApprovalRequest.status == ApprovalStatus.pending)
+        .order_by(ApprovalRequest.created_at, ApprovalRequest.id)  # type: ignore[arg-type]
+        .limit(waiting)
+    ).all()
+    newest = session.exec(
+        select(Improvement)
+        .order_by(col(Improvement.created_at).desc(), col(Improvement.id).desc())
+        .limit(recent)
+    ).all()
+    people = colleagues_by_id(
+        session,
+        {a.approver_id for a, _ in pending}
+        | {a.on_behalf_of_id for a, _ in pending}
+        | {i.submitter_id for i in newest},
+    )
+    outbox = dict(
+        session.exec(select(OutboxEmail.status, func.count()).group_by(OutboxEmail.status)).all()
+    )
+    return Dashboard(
+        status_counts=[(status, int(counts.get(status, 0))) for status in Status],
+        total=sum(int(n) for n in counts.values()),
+        waiting=[
+            WaitingApproval(
+                request=a,
+                improvement=i,
+                approver=people.get(a.approver_id),
+                on_behalf_of=people.get(a.on_behalf_of_id or -1),
+                waited_since=a.created_at,
+            )
+            for a, i in pending
+        ],
+        recent=[(i, people.get(i.submitter_id or -1)) for i in newest],
+        outbox={str(k): int(v) for k, v in outbox.items()},
+        now=utcnow(),
+    )
+
+
+def submit(data: ImprovementCreate, *, channel: Channel) -> int:
+    """Store a submission, commit, then announce it; returns its id or raises InvalidInput.
+
+    submit_improvement checks everything before it writes, and nothing is committed on an error,
+    so bad input leaves no trace.
+    """
+    errors = non_finite_fields(data.model_dump(include=set(ESTIMATE_FIELDS)), ESTIMATE_FIELDS)
+    if errors:
+        raise InvalidInput(errors)
+    with Session(get_engine()) as session:
+        improvement = submit_improvement(session=session, data=data, channel=channel)
+        session.commit()
+        improvement_id, submitter_id = improvement.id, improvement.submitter_id
+    assert improvement_id is not None
+    events.emit(
+        events.SUBMITTED,
+        improvement_id=improvement_id,
+        related=[("submitter", f"improve.colleague.{submitter_id}")] if submitter_id else [],
+        payload={"channel": str(channel)},
+    )
+    return improvement_id
