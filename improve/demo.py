@@ -14,11 +14,21 @@ from models import (
     ContactFormat,
     Customer,
     CustomerConsent,
+    Improvement,
     ImprovementCreate,
     Partner,
     Purpose,
 )
 from models.db import utcnow
+from tasks.approvals import advance_after_decision, record_decision, route_improvement
+from tasks.impact import announce_completion
+from tasks.planning import (
+    complete_action,
+    complete_improvement,
+    open_automatic_steps,
+    plan_actions,
+    run_automatic_step,
+)
 from tasks.submission import submit_improvement
 
 DOMAIN = "brightwater.example"
@@ -519,12 +529,85 @@ def seed(*, session: Session) -> dict[str, int]:
             ),
             channel=Channel.cli,
         )
+    session.flush()
+    for title, story in STORIES.items():
+        improvement_id = session.exec(
+            select(Improvement.id).where(Improvement.title == title)
+        ).one()
+        _live(session, improvement_id, story)
     return {
         "colleagues": len(people),
         "customers": len(customers),
         "partners": len(partners),
         "improvements": len(IDEAS),
     }
+
+
+# How far some demo improvements have already got, so the dashboard has a history and an impact
+# from the start; the rest are left submitted for the flows to route when the stack starts.
+STORIES = {
+    "Duplex printing by default on every office printer": "completed",
+    "Heating schedule matched to opening hours": "completed",
+    "Refurbish old laptops instead of scrapping them": "completed",
+    "Standby shutdown for meeting-room screens": "completed",
+    "Food waste collection at the Harbour office": "in_progress",
+    "Text customers before an engineer is late": "in_progress",
+    "Plain-English letter for billing disputes": "rejected",
+    "Switch the depot vans to electric": "first_level_approved",
+}
+
+
+def _live(session: Session, improvement_id: int, story: str) -> None:
+    """Walk one improvement through the real steps, as its approvers and owners would have."""
+    requests = route_improvement(
+        session=session, improvement_id=improvement_id, actor="route-improvement",
+        channel=Channel.flow,
+    )  # fmt: skip
+    approve = story != "rejected"
+    comment = "Good idea, go ahead." if approve else (
+        "The letters are being rewritten with the new billing system in spring; "
+        "please bring this to that project instead."
+    )  # fmt: skip
+    record_decision(
+        session=session, approval_id=requests[0].id, approve=approve, comment=comment,
+        channel=Channel.email,
+    )  # fmt: skip
+    outcome = advance_after_decision(
+        session=session, improvement_id=improvement_id, actor="advance-improvement"
+    )
+    if outcome != "approved":
+        return
+    items = plan_actions(
+        session=session, improvement_id=improvement_id, actor="advance-improvement"
+    )
+    if story != "completed":
+        return
+    improvement = session.get(Improvement, improvement_id)
+    assert improvement is not None
+    for item in items:
+        for action_id in open_automatic_steps(session=session, improvement_id=improvement_id):
+            run_automatic_step(session=session, action_id=action_id)
+        session.refresh(item)
+        if item.status != "open":
+            continue
+        last = item.position == len(items)
+        complete_action(
+            session=session, action_id=item.id, by="demo", channel=Channel.email,
+            measured_saving=_measured(improvement.annual_saving) if last else None,
+            measured_kwh=_measured(improvement.kwh) if last else None,
+            measured_kg_co2e=_measured(improvement.kg_co2e) if last else None,
+            measured_kg_waste=_measured(improvement.kg_waste) if last else None,
+            note="Measured over the first month." if last else "Done.",
+        )  # fmt: skip
+    complete_improvement(
+        session=session, improvement_id=improvement_id, actor="advance-improvement"
+    )
+    announce_completion(session=session, improvement_id=improvement_id)
+
+
+def _measured(estimate: float) -> float | None:
+    """A little less than was estimated, as real results are; nothing where nothing was expected."""
+    return round(estimate * 0.9, 1) or None
 
 
 def _description(title: str, category: str) -> str:

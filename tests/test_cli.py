@@ -39,6 +39,15 @@ def test_seed_demo_builds_a_believable_organisation_once(session: Session) -> No
     assert any(c.deputy_id for c in session.exec(select(Colleague)))
     categories = {i.category for i in session.exec(select(Improvement))}
     assert len(categories) == 8
+    # Some have already lived through the real steps; the rest wait for the flows to route them.
+    statuses = [i.status for i in session.exec(select(Improvement))]
+    assert statuses.count(Status.completed) == 4
+    assert statuses.count(Status.in_progress) == 2
+    assert statuses.count(Status.rejected) == 1
+    assert statuses.count(Status.awaiting_approval) == 1
+    assert statuses.count(Status.submitted) == 22
+    completed = session.exec(select(Improvement).where(Improvement.status == Status.completed))
+    assert all(i.measured_saving for i in completed)
 
     again = runner.invoke(app, ["seed", "--demo"])
     assert again.exit_code == 0
