@@ -15,6 +15,7 @@ from improve.errors import (
     LinkRefused,
     NotFound,
 )
+from improve.formatting import duration, money
 from improve.settings import settings
 from models import (
     ApprovalRequest,
@@ -35,7 +36,6 @@ from tasks.routing import (
     choose_replacement,
     levels_needed,
     load_fallback,
-    money,
     routes_for,
 )
 
@@ -467,7 +467,7 @@ def remind_and_escalate(*, session: Session, now: datetime) -> dict[str, int]:
                 if _escalate(session, improvement, request, why=why, now=now, relax=True):
                     counts["escalated"] += 1
         elif waited >= settings.escalate_after and request.escalated_at is None:
-            why = f"has not answered in {_duration(waited)}"
+            why = f"has not answered in {duration(waited)}"
             if _escalate(session, improvement, request, why=why, now=now):
                 counts["escalated"] += 1
             elif request.reminded_at is None and _remind(session, improvement, request, now=now):
@@ -723,11 +723,3 @@ def _note(
             reason=reason[:2000],
         )
     )
-
-
-def _duration(delta: timedelta) -> str:
-    days = delta.total_seconds() / 86_400
-    if days >= 1:
-        return f"{days:.0f} day{'s' if round(days) != 1 else ''}"
-    hours = delta.total_seconds() / 3600
-    return f"{hours:.0f} hours"

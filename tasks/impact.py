@@ -6,6 +6,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from improve.errors import ImproveError, ImprovementNotFound
+from improve.formatting import money, quantity
 from improve.settings import settings
 from models import (
     ApprovalRequest,
@@ -30,18 +31,6 @@ class NotCompleted(ImproveError):
 
     def __init__(self, reference: str, status: str) -> None:
         super().__init__(f"{reference} is {status}: only a completed improvement is announced")
-
-
-def _amount(value: float) -> str:
-    """1234.5 → "1,235"; 12.34 → "12.3"; 3.0 → "3": as a person would write it in a letter."""
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    text = f"{value:,.1f}"
-    return text.removesuffix(".0")
-
-
-def _money(value: float) -> str:
-    return f"£{value:,.0f}" if abs(value) >= 100 else f"£{value:,.2f}".removesuffix(".00")
 
 
 def impact_lines(improvement: Improvement) -> list[str]:
@@ -80,11 +69,11 @@ def impact_lines(improvement: Improvement) -> list[str]:
     ]
     for measured, estimated, measured_text, estimated_text in metrics:
         if measured is not None and measured > 0:
-            lines.append(measured_text.format(n=_amount(measured), m=_money(measured)))
+            lines.append(measured_text.format(n=quantity(measured), m=money(measured)))
         elif estimated and estimated > 0:
-            lines.append(estimated_text.format(n=_amount(estimated), m=_money(estimated)))
+            lines.append(estimated_text.format(n=quantity(estimated), m=money(estimated)))
     if improvement.sheets_paper and improvement.sheets_paper > 0:
-        lines.append(f"About {_amount(improvement.sheets_paper)} sheets of paper a year")
+        lines.append(f"About {quantity(improvement.sheets_paper)} sheets of paper a year")
     return lines
 
 

@@ -2,9 +2,8 @@
 
 import hashlib
 import logging
-import math
 import re
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
@@ -18,6 +17,7 @@ from prefect import task
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from improve.formatting import FILTERS, payback_months
 from improve.settings import settings
 from models import OutboxEmail, OutboxStatus
 from models.db import get_engine, utcnow
@@ -81,56 +81,6 @@ def one_line(value: Any) -> str:
     return " ".join(_CONTROL.sub(" ", str(value)).split())
 
 
-def _number(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def money(value: Any) -> str:
-    n = _number(value)
-    if n is None:
-        return str(value)
-    return f"£{n:,.2f}" if n % 1 else f"£{n:,.0f}"
-
-
-def quantity(value: Any) -> str:
-    n = _number(value)
-    if n is None:
-        return str(value)
-    return f"{n:,.0f}" if n % 1 == 0 or abs(n) >= 100 else f"{n:,.1f}"
-
-
-def long_date(value: Any) -> str:
-    """30 November 2026, from a date, a datetime or the ISO string a JSON context carries."""
-    if isinstance(value, str):
-        try:
-            value = date.fromisoformat(value[:10])
-        except ValueError:
-            return value
-    if isinstance(value, datetime):
-        value = value.date()
-    return f"{value.day} {value:%B %Y}" if isinstance(value, date) else str(value)
-
-
-def label(value: Any) -> str:
-    return str(value).replace("_", " ").capitalize()
-
-
-def payback(cost: Any, saving: Any) -> str:
-    """How soon the annual saving repays the cost, in words a budget holder reads at a glance."""
-    cost_n, saving_n = _number(cost) or 0.0, _number(saving) or 0.0
-    if cost_n <= 0 or saving_n <= 0:
-        return ""
-    months = math.ceil(cost_n / saving_n * 12)
-    if months <= 1:
-        return "within a month"
-    if months < 24:
-        return f"in about {months} months"
-    return f"in about {cost_n / saving_n:.1f} years".replace(".0 ", " ")
-
-
 def paragraphs(value: Any) -> Markup:
     """Plain text as HTML paragraphs: escaped first, so markup in an idea is shown, never run."""
     blocks = re.split(r"\n\s*\n", str(value or "").strip())
@@ -149,10 +99,8 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_env.filters.update(
-    money=money, quantity=quantity, longdate=long_date, label=label, paragraphs=paragraphs
-)
-_env.globals["payback"] = payback
+_env.filters.update(FILTERS, paragraphs=paragraphs)
+_env.globals["payback_months"] = payback_months
 _inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
 
 

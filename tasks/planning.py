@@ -16,6 +16,7 @@ from improve.errors import (
     LinkRefused,
     NotFound,
 )
+from improve.formatting import money, quantity
 from improve.settings import settings
 from models import (
     ActionItem,
@@ -585,13 +586,13 @@ def complete_improvement(*, session: Session, improvement_id: int, actor: str) -
 def _completion_reason(done: int, total: int, totals: dict[str, float | None]) -> str:
     parts = []
     if totals["measured_saving"] is not None:
-        parts.append(f"£{totals['measured_saving']:,.0f} saved")
+        parts.append(f"{money(totals['measured_saving'])} saved")
     if totals["measured_kwh"] is not None:
-        parts.append(f"{totals['measured_kwh']:,.0f} kWh")
+        parts.append(quantity(totals["measured_kwh"], "kWh"))
     if totals["measured_kg_co2e"] is not None:
-        parts.append(f"{totals['measured_kg_co2e']:,.0f} kg CO2e")
+        parts.append(quantity(totals["measured_kg_co2e"], "kg CO2e"))
     if totals["measured_kg_waste"] is not None:
-        parts.append(f"{totals['measured_kg_waste']:,.0f} kg waste diverted")
+        parts.append(quantity(totals["measured_kg_waste"], "kg waste diverted"))
     impact = "measured " + ", ".join(parts) if parts else "no measured result recorded"
     steps = (
         f"all {total} steps done"

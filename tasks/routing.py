@@ -7,6 +7,7 @@ from datetime import date
 from sqlmodel import Session, select
 
 from improve.errors import ImproveError, ImprovementNotFound
+from improve.formatting import label, money
 from improve.settings import settings
 from models import Authority, Category, Colleague, Improvement
 from models.db import utcnow
@@ -28,15 +29,6 @@ class NoApprover(ImproveError):
     status_code = 409
 
 
-def money(amount: float) -> str:
-    """£1,200 or £1,234.50: how amounts read in reasons and emails."""
-    return f"£{amount:,.0f}" if float(amount).is_integer() else f"£{amount:,.2f}"
-
-
-def category_words(category: Category | str) -> str:
-    return str(Category(category)).replace("_", " ")
-
-
 def levels_needed(estimated_cost: float, threshold: float) -> int:
     """One approval, or two when the estimated cost is above the two-level threshold."""
     return 2 if estimated_cost > threshold else 1
@@ -51,11 +43,7 @@ def _until(colleague: Colleague) -> str:
 def _authority_sentence(
     category: Category | str, limit: float, level: int, cost: float, holder: str | None = None
 ) -> str:
-    whose = (
-        f"{holder}'s {category_words(category)}"
-        if holder
-        else category_words(category).capitalize()
-    )
+    whose = f"{holder}'s {label(category).lower()}" if holder else label(category)
     return (
         f"{whose} authority up to {money(limit)} at level {level} "
         f"covers the estimated {money(cost)}"
@@ -157,7 +145,7 @@ class _Org:
     def nobody_covers(self, level: int, notes: list[str]) -> str:
         """Why no authority covers this level, in words the fallback approver can check."""
         at_level = [a for a in self.authorities if a.level == level]
-        words = category_words(self.category)
+        words = label(self.category).lower()
         if not at_level:
             detail = f"nobody holds {words} authority at level {level}"
         elif all(a.spending_limit < self.cost for a in at_level):
@@ -261,7 +249,7 @@ def choose_approvers(
             route = org.to_fallback(level, why, taken)
             if route is None:
                 raise NoApprover(
-                    f"Nobody can approve {category_words(org.category)} at {money(org.cost)} "
+                    f"Nobody can approve {label(org.category).lower()} at {money(org.cost)} "
                     f"at level {level}: {why[0].lower()}{why[1:]}, and there is no usable fallback "
                     "approver (IMPROVE_FALLBACK_APPROVER must be the email of an active colleague "
                     "who did not submit it)"

@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse
 
 from improve import events
 from improve.errors import InvalidInput, LinkRefused
+from improve.formatting import payback_months
 from models import (
     ActionItem,
     ApprovalRequest,
@@ -29,7 +30,7 @@ from tasks.consent import opt_out, unsubscribe_url
 from tasks.links import check_action_link, check_approval_link
 from tasks.planning import complete_action
 from web.forms import parse_amount
-from web.render import page, payback_months
+from web.render import page
 from web.views import colleagues_by_id, levels_for
 
 router = APIRouter(include_in_schema=False)

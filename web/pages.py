@@ -9,12 +9,13 @@ from sqlmodel import Session, select
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from improve.errors import InvalidInput
+from improve.formatting import payback_months
 from models import Category, Channel, Improvement, ImprovementCreate, Status
 from models.db import get_engine
 from tasks.impact import impact_totals
 from web import mailsink
 from web.forms import ESTIMATE_FIELDS, WHOLE_NUMBER_FIELDS, parse_amount, plain_errors, split_emails
-from web.render import page, payback_months
+from web.render import page
 from web.views import dashboard as load_dashboard
 from web.views import improvement_view, submit
 

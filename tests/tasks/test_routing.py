@@ -77,9 +77,7 @@ CASES = {
         submitter="Asha Patel",
         category="energy",
         cost=8_000.5,
-        expected=[
-            (1, "Dana Okafor", None, "up to £9,000 at level 1 covers the estimated £8,000.50")
-        ],
+        expected=[(1, "Dana Okafor", None, "up to £9,000 at level 1 covers the estimated £8,000")],
     ),
     "other-categories-do-not-count": Case(
         people={

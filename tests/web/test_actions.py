@@ -46,7 +46,7 @@ async def test_the_page_shows_what_for_which_improvement_when_and_who(
     for text in [
         "Replace the lamps on floor 2",
         f"{improvement.reference} · LED lighting in the contact centre",
-        "18 Dec 2026",
+        "18 December 2026",
         "Omar Hale",
         'name="measured_kwh"',
         'name="note"',
