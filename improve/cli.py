@@ -1,7 +1,7 @@
 """The `improve` command line: set up the database, seed a demo, submit, send mail, run it all."""
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -23,7 +23,7 @@ console = Console()
 err = Console(stderr=True)
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(2)
 

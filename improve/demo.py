@@ -462,6 +462,7 @@ def seed(*, session: Session) -> dict[str, int]:
         session.add(colleague)
         session.flush()
         people[name] = colleague
+        assert colleague.id is not None
         for category, limit, level in authorities:
             session.add(
                 Authority(
@@ -498,6 +499,7 @@ def seed(*, session: Session) -> dict[str, int]:
         session.add(customer)
         session.flush()
         customers.append(customer)
+        assert customer.id is not None
         for purpose, chance in (
             (Purpose.improvement_updates, 0.8),
             (Purpose.policy_news, 0.5),
@@ -516,25 +518,26 @@ def seed(*, session: Session) -> dict[str, int]:
     for title, category, submitter, estimates, n_customers, partner_names in IDEAS:
         submit_improvement(
             session=session,
-            data=ImprovementCreate(
-                title=title,
-                category=Category(category),
-                description=_description(title, category),
-                submitter_email=email_of(submitter),
-                customer_emails=[c.email for c in rng.sample(customers, n_customers)],
-                partner_emails=[
-                    f"hello@{p.lower().replace(' ', '')}.example" for p in partner_names
-                ],
-                **estimates,
+            data=ImprovementCreate.model_validate(
+                {
+                    "title": title,
+                    "category": category,
+                    "description": _description(title, category),
+                    "submitter_email": email_of(submitter),
+                    "customer_emails": [c.email for c in rng.sample(customers, n_customers)],
+                    "partner_emails": [
+                        f"hello@{p.lower().replace(' ', '')}.example" for p in partner_names
+                    ],
+                    **estimates,
+                }
             ),
             channel=Channel.cli,
         )
     session.flush()
     for title, story in STORIES.items():
-        improvement_id = session.exec(
-            select(Improvement.id).where(Improvement.title == title)
-        ).one()
-        _live(session, improvement_id, story)
+        improvement = session.exec(select(Improvement).where(Improvement.title == title)).one()
+        assert improvement.id is not None
+        _live(session, improvement.id, story)
     return {
         "colleagues": len(people),
         "customers": len(customers),
@@ -568,6 +571,7 @@ def _live(session: Session, improvement_id: int, story: str) -> None:
         "The letters are being rewritten with the new billing system in spring; "
         "please bring this to that project instead."
     )  # fmt: skip
+    assert requests[0].id is not None
     record_decision(
         session=session, approval_id=requests[0].id, approve=approve, comment=comment,
         channel=Channel.email,
@@ -588,7 +592,7 @@ def _live(session: Session, improvement_id: int, story: str) -> None:
         for action_id in open_automatic_steps(session=session, improvement_id=improvement_id):
             run_automatic_step(session=session, action_id=action_id)
         session.refresh(item)
-        if item.status != "open":
+        if item.status != "open" or item.id is None:
             continue
         last = item.position == len(items)
         complete_action(

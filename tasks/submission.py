@@ -1,6 +1,8 @@
 """Taking in an improvement: validate it, store it with its first history row."""
 
-from sqlmodel import Session, select
+from typing import TypeVar
+
+from sqlmodel import Session, col, select
 
 from improve.errors import InvalidInput
 from models import (
@@ -46,28 +48,32 @@ def submit_improvement(
     session.add(improvement)
     session.flush()
     assert improvement.id is not None
-    for customer in customers:
-        session.add(ImprovementCustomer(improvement_id=improvement.id, customer_id=customer.id))
-    for partner in partners:
-        session.add(ImprovementPartner(improvement_id=improvement.id, partner_id=partner.id))
+    for customer_id in customers:
+        session.add(ImprovementCustomer(improvement_id=improvement.id, customer_id=customer_id))
+    for partner_id in partners:
+        session.add(ImprovementPartner(improvement_id=improvement.id, partner_id=partner_id))
     record_creation(
         session=session, improvement=improvement, actor=submitter.email, channel=channel
     )
     return improvement
 
 
+Contact = TypeVar("Contact", Customer, Partner)
+
+
 def _find(
     session: Session,
-    table: type[Customer] | type[Partner],
+    table: type[Contact],
     emails: list[str],
     field: str,
     errors: dict[str, str],
-) -> list:
+) -> list[int]:
+    """The ids of the contacts with these emails; any unknown email is reported under `field`."""
     wanted = {email.strip().lower() for email in emails if email.strip()}
     if not wanted:
         return []
-    found = session.exec(select(table).where(table.email.in_(wanted))).all()  # type: ignore[attr-defined]
+    found = session.exec(select(table).where(col(table.email).in_(wanted))).all()
     missing = wanted - {row.email for row in found}
     if missing:
         errors[field] = f"unknown: {', '.join(sorted(missing))}"
-    return list(found)
+    return [row.id for row in found if row.id is not None]
