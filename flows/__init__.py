@@ -1,0 +1,1 @@
+"""Prefect flows, one module per deployment in prefect.yaml; their steps are in flows/steps.py."""

@@ -1,0 +1,15 @@
+"""route-improvement: a submitted improvement goes to the colleagues with authority to decide."""
+
+from prefect import flow
+
+from flows.steps import label_run, route_to_approvers, run_name
+from tasks.mail import send_outbox
+
+
+@flow(name="route-improvement", flow_run_name=run_name("route"))
+async def route_improvement(improvement_id: int) -> int:
+    """Route a submitted improvement to its approvers and email them; then wait for nobody."""
+    await label_run(improvement_id)
+    asked = await route_to_approvers(improvement_id)
+    await send_outbox()
+    return asked

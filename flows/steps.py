@@ -1,0 +1,239 @@
+"""The steps the flows take: each a Prefect task that opens its own session and passes ids.
+
+The work itself lives in tasks/*; a step only gives it a transaction, a name in the Prefect UI
+and a retry policy. Results are not cached or persisted: the database is the record of what
+happened, and every step is idempotent, so running one again is always safe.
+"""
+
+from collections.abc import Callable
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.runtime import flow_run
+from sqlmodel import select
+
+from improve import events
+from improve.errors import ImproveError
+from models import Channel, Improvement, Status
+from models.db import session_scope, utcnow
+from tasks import approvals, impact, planning
+
+# An event starts its flow within seconds; what is still not moved on after this long lost its
+# event (or its flow), and the sweep moves it. Sooner, the sweep would race the event's own flow.
+EVENT_GRACE = timedelta(minutes=1)
+
+
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry what may pass (a busy database, a dropped connection), never a refusal by the rules."""
+    return not isinstance(state.data, ImproveError)
+
+
+side_effect = partial(
+    task,
+    retries=3,
+    retry_delay_seconds=[2, 10, 60],
+    retry_condition_fn=_worth_retrying,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+read = partial(task, cache_policy=NO_CACHE, persist_result=False)
+
+
+def _actor() -> str:
+    """Who the history names for a change a flow makes: the flow itself."""
+    return flow_run.get_flow_name() or "improve"
+
+
+def _improvement(improvement_id: int) -> Improvement | None:
+    with session_scope() as session:
+        return session.get(Improvement, improvement_id)
+
+
+# --- Names and tags that let operations read the Prefect UI -------------------------------------
+
+
+def run_name(verb: str) -> Callable[[], str]:
+    """A `flow_run_name` that reads like `route · IMP-42 Paperless statements`."""
+
+    def name() -> str:
+        improvement_id = flow_run.parameters.get("improvement_id")
+        improvement = _improvement(improvement_id) if isinstance(improvement_id, int) else None
+        title = f" {improvement.title[:60]}" if improvement else ""
+        return f"{verb} · IMP-{improvement_id}{title}"
+
+    return name
+
+
+async def label_run(improvement_id: int) -> None:
+    """Tag this flow run with the improvement and its category, so the UI can filter on them."""
+    improvement = _improvement(improvement_id)
+    tags = {f"IMP-{improvement_id}", *([str(improvement.category)] if improvement else [])}
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return
+    async with get_client() as client:
+        await client.update_flow_run(run_id, tags=sorted(tags | set(flow_run.get_tags())))
+
+
+# --- Steps that change something ---------------------------------------------------------------
+
+
+@side_effect
+async def route_to_approvers(improvement_id: int) -> int:
+    """Ask the colleagues whose authority covers the improvement, and queue their emails."""
+    with session_scope() as session:
+        requests = approvals.route_improvement(
+            session=session, improvement_id=improvement_id, actor=_actor(), channel=Channel.flow
+        )
+        return len(requests)
+
+
+@side_effect
+async def advance_after_decision(improvement_id: int) -> str:
+    """Take the step the decisions so far allow: wait, ask the next level, approve or reject."""
+    with session_scope() as session:
+        return approvals.advance_after_decision(
+            session=session, improvement_id=improvement_id, actor=_actor()
+        )
+
+
+@side_effect
+async def plan_actions(improvement_id: int) -> int:
+    """Draw up the action plan from the category's playbook and email each owner their items."""
+    with session_scope() as session:
+        return len(
+            planning.plan_actions(session=session, improvement_id=improvement_id, actor=_actor())
+        )
+
+
+@side_effect(task_run_name="run step {action_id}")
+async def run_automatic_step(action_id: int) -> None:
+    """Carry out one automatic step of the plan and mark it done."""
+    with session_scope() as session:
+        planning.run_automatic_step(session=session, action_id=action_id)
+
+
+@side_effect
+async def complete_improvement(improvement_id: int) -> bool:
+    """Record the measured result and mark the improvement completed, if its plan is done."""
+    with session_scope() as session:
+        return planning.complete_improvement(
+            session=session, improvement_id=improvement_id, actor=_actor()
+        )
+
+
+@side_effect
+async def emit_completed(improvement_id: int) -> None:
+    """Announce the completion (after its commit), which starts announce-impact."""
+    events.emit(events.COMPLETED, improvement_id=improvement_id)
+
+
+@side_effect
+async def announce_completion(improvement_id: int) -> dict[str, int]:
+    """Queue the completion notices: customers who agreed to hear, partners, the submitter."""
+    with session_scope() as session:
+        return impact.announce_completion(session=session, improvement_id=improvement_id)
+
+
+@side_effect
+async def publish_impact(improvement_id: int, told: dict[str, int]) -> None:
+    """Publish the improvement's impact as a markdown artifact in the Prefect UI."""
+    improvement = _improvement(improvement_id)
+    if improvement is None:
+        return
+    await acreate_markdown_artifact(
+        key=f"impact-imp-{improvement_id}",
+        markdown=impact_markdown(improvement, told),
+        description=f"Impact of {improvement.reference} {improvement.title}",
+    )
+
+
+@side_effect
+async def remind_and_escalate() -> dict[str, int]:
+    """Remind approvers who have not answered, escalate the long silences, expire the old."""
+    with session_scope() as session:
+        return approvals.remind_and_escalate(session=session, now=utcnow())
+
+
+# --- Steps that only look ----------------------------------------------------------------------
+
+
+@read
+async def open_automatic_steps(improvement_id: int) -> list[int]:
+    """The automatic steps of the plan that are still open."""
+    with session_scope() as session:
+        return planning.open_automatic_steps(session=session, improvement_id=improvement_id)
+
+
+@read
+async def find_lost_decisions() -> list[int]:
+    """Improvements whose decisions were recorded but never acted on (a lost event)."""
+    with session_scope() as session:
+        return approvals.undecided_improvements_needing_advance(
+            session=session, decided_before=utcnow() - EVENT_GRACE
+        )
+
+
+@read
+async def find_unrouted() -> list[int]:
+    """Improvements submitted over a minute ago and still not routed (a lost event)."""
+    with session_scope() as session:
+        rows = session.exec(
+            select(Improvement.id)
+            .where(Improvement.status == Status.submitted)
+            .where(Improvement.created_at < utcnow() - EVENT_GRACE)
+            .order_by(Improvement.id)  # type: ignore[arg-type]
+        )
+        return [improvement_id for improvement_id in rows if improvement_id is not None]
+
+
+@read
+async def find_due_automatic_steps() -> list[int]:
+    """Automatic steps whose turn has come but which no flow has carried out."""
+    with session_scope() as session:
+        return planning.automatic_steps_due(session=session)
+
+
+@read
+async def find_ready_to_complete() -> list[int]:
+    """Improvements whose every action is done but which are not yet completed."""
+    with session_scope() as session:
+        return planning.improvements_ready_to_complete(session=session)
+
+
+@read
+async def find_unannounced() -> list[int]:
+    """Completed improvements whose notices were never sent."""
+    with session_scope() as session:
+        return impact.improvements_to_announce(session=session)
+
+
+def impact_markdown(improvement: Improvement, told: dict[str, int]) -> str:
+    """The estimate against the measured result, as a markdown table."""
+    rows = [
+        ("Annual saving (£)", improvement.annual_saving, improvement.measured_saving),
+        ("Energy (kWh a year)", improvement.kwh, improvement.measured_kwh),
+        ("Emissions avoided (kg CO2e a year)", improvement.kg_co2e, improvement.measured_kg_co2e),
+        ("Waste diverted (kg a year)", improvement.kg_waste, improvement.measured_kg_waste),
+    ]
+
+    def figure(value: float | None) -> str:
+        return "—" if value is None else f"{value:,.0f}"
+
+    lines = [
+        f"# {improvement.reference} {improvement.title}",
+        "",
+        f"Category: **{improvement.category}** · status: **{improvement.status}**",
+        "",
+        "| | estimated | measured |",
+        "|---|---:|---:|",
+        *(f"| {label} | {figure(est)} | {figure(got)} |" for label, est, got in rows),
+        "",
+        "Told: " + (", ".join(f"{n} {who}" for who, n in told.items()) or "nobody"),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""sweep: whatever lost its event is moved on, and a second sweep changes nothing."""
+
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from flows.advance_improvement import advance_improvement
+from flows.route_improvement import route_improvement
+from flows.sweep import sweep
+from models import ActionItem, ApprovalRequest, Category, Improvement, Status
+from models.db import utcnow
+from tests.factories import make_approver, make_colleague, make_customer, make_improvement
+from tests.flows.helpers import decide, finish_open_people_steps, to
+from tests.smtpd import SmtpServer
+
+
+def backdate(session: Session, table: type, column: str, **where: int) -> None:
+    """Make something look older than the sweep's grace for events in flight."""
+    conditions = [getattr(table, k) == v for k, v in where.items()]
+    session.execute(
+        update(table).where(*conditions).values({column: utcnow() - timedelta(minutes=5)})
+    )
+    session.commit()
+
+
+async def test_the_sweep_recovers_lost_events_and_a_second_sweep_changes_nothing(
+    session: Session, smtp: SmtpServer
+) -> None:
+    submitter = make_colleague(session, "Sam Submitter")
+    approver = make_approver(session, "Alex Approver", category=Category.resource)
+    customer = make_customer(session, "Chris Customer")
+
+    # Every action done by people, but ACTION_COMPLETED was lost.
+    finished = make_improvement(session, submitter, title="Finished idea", customers=[customer])
+    await route_improvement(finished.id)
+    decide(session, finished.id, approve=True)
+    await advance_improvement(finished.id)
+    finish_open_people_steps(session, finished.id, measured_saving=250)
+    # Decided by the approver, but APPROVAL_DECIDED was lost.
+    decided = make_improvement(session, submitter, title="Decided idea")
+    await route_improvement(decided.id)
+    decide(session, decided.id, approve=True)
+    backdate(session, ApprovalRequest, "decided_at", improvement_id=decided.id)
+    # Submitted, but its SUBMITTED event never started route-improvement.
+    unrouted = make_improvement(session, submitter, title="Unrouted idea")
+    backdate(session, Improvement, "created_at", id=unrouted.id)
+    smtp.clear()
+
+    summary = await sweep()
+
+    assert summary["routed"] == 1 and summary["advanced"] == 1
+    assert summary["automatic_steps"] == 2 and summary["completed"] == 1
+    assert summary["announced"] == 1
+    session.expire_all()
+    assert session.get(Improvement, unrouted.id).status == Status.awaiting_approval
+    assert session.get(Improvement, decided.id).status == Status.in_progress
+    assert session.get(Improvement, finished.id).status == Status.completed
+    assert session.get(Improvement, finished.id).measured_saving == 2 * 250  # two people's steps
+    assert len(to(smtp, approver.email)) == 1  # asked about the unrouted idea
+    assert len(to(smtp, customer.email)) == 2  # told of the switch, then of the result
+
+    received = len(smtp.received)
+    again = await sweep()
+
+    assert len(smtp.received) == received
+    assert not any(again.get(k) for k in ("routed", "advanced", "completed", "announced", "sent"))
+    assert max(Counter(m.message_id for m in smtp.received).values()) == 1
+    assert (
+        session.exec(select(ActionItem).where(ActionItem.improvement_id == unrouted.id)).all() == []
+    )
