@@ -11,8 +11,11 @@ class MaildirHandler:
     """Accepts every message and files it, as a mail delivery agent would."""
 
     def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        self.maildir = mailbox.Maildir(path, create=True)
+        # Maildir(create=True) makes tmp/new/cur only when the folder itself is new, so make them
+        # here: a sink started on an existing (even empty) folder must still be able to file mail.
+        for sub in ("tmp", "new", "cur"):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        self.maildir = mailbox.Maildir(path, create=False)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
