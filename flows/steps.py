@@ -18,7 +18,7 @@ from prefect.runtime import flow_run
 from sqlmodel import select
 
 from improve import events
-from improve.errors import ImproveError
+from improve.errors import IllegalTransition, ImproveError
 from models import Channel, Improvement, Status
 from models.db import session_scope, utcnow
 from tasks import approvals, impact, planning
@@ -29,8 +29,13 @@ EVENT_GRACE = timedelta(minutes=1)
 
 
 def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry what may pass (a busy database, a dropped connection), never a refusal by the rules."""
-    return not isinstance(state.data, ImproveError)
+    """Retry what may pass (a busy database, a dropped connection), never a refusal by the rules.
+
+    An illegal transition is the exception: two runs for one event race, the other moved the
+    improvement first, and a second look finds there is nothing left to do.
+    """
+    error = state.data
+    return isinstance(error, IllegalTransition) or not isinstance(error, ImproveError)
 
 
 side_effect = partial(

@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.states import State
 
 from flows.advance_improvement import advance_improvement
@@ -45,6 +45,7 @@ async def sweep() -> dict[str, int]:
     for improvement_id in await find_unannounced():
         _count(summary, "announced", await announce_impact(improvement_id, return_state=True))
     summary.update(await send_outbox())
+    get_run_logger().info("Swept: %s", dict(summary))
     return dict(summary)
 
 
