@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 from typing import Any
+from uuid import UUID
 
 from prefect import task
 from prefect.artifacts import acreate_markdown_artifact
@@ -82,7 +83,7 @@ async def label_run(improvement_id: int) -> None:
     if run_id is None:
         return
     async with get_client() as client:
-        await client.update_flow_run(run_id, tags=sorted(tags | set(flow_run.get_tags())))
+        await client.update_flow_run(UUID(run_id), tags=sorted(tags | set(flow_run.get_tags())))
 
 
 # --- Steps that change something ---------------------------------------------------------------
@@ -116,7 +117,7 @@ async def plan_actions(improvement_id: int) -> int:
         )
 
 
-@side_effect(task_run_name="run step {action_id}")
+@side_effect
 async def run_automatic_step(action_id: int) -> None:
     """Carry out one automatic step of the plan and mark it done."""
     with session_scope() as session:

@@ -1,5 +1,6 @@
 """advance-improvement: from a decision to a finished plan, each step once."""
 
+import asyncio
 from collections import Counter
 
 import pytest
@@ -73,12 +74,16 @@ async def test_a_refusal_by_the_rules_is_not_retried(session: Session) -> None:
     state = await advance_improvement(987_654, return_state=True)
 
     assert state.is_failed()
+    this_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
     with pytest.raises(ImprovementNotFound):
         await state.result()
+    # Task runs reach the server as events, a moment after the flow run ends.
+    steps: list = []
     async with get_client() as client:
-        (step,) = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
-            )
-        )
+        for _ in range(100):
+            steps = await client.read_task_runs(flow_run_filter=this_run)
+            if steps and steps[0].state and steps[0].state.is_final():
+                break
+            await asyncio.sleep(0.1)
+    (step,) = steps
     assert (step.task_key.split("-")[0], step.run_count) == ("advance_after_decision", 1)
