@@ -29,7 +29,7 @@ from tasks import approvals, impact, planning
 EVENT_GRACE = timedelta(minutes=1)
 
 
-def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
     """Retry what may pass (a busy database, a dropped connection), never a refusal by the rules.
 
     An illegal transition is the exception: two runs for one event race, the other moved the
@@ -43,7 +43,7 @@ side_effect = partial(
     task,
     retries=3,
     retry_delay_seconds=[2, 10, 60],
-    retry_condition_fn=_worth_retrying,
+    retry_condition_fn=worth_retrying,
     cache_policy=NO_CACHE,
     persist_result=False,
 )

@@ -1,16 +1,16 @@
 """advance-improvement: from a decision to a finished plan, each step once."""
 
-import asyncio
 from collections import Counter
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.states import Failed
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
 from flows.advance_improvement import advance_improvement
 from flows.route_improvement import route_improvement
-from improve.errors import ImprovementNotFound
+from flows.steps import worth_retrying
+from improve.errors import IllegalTransition, ImprovementNotFound
 from models import ActionItem, ActionStatus, Category, Improvement, Status
 from tests.factories import make_approver, make_colleague, make_customer, make_improvement
 from tests.flows.helpers import decide, finish_open_people_steps, to
@@ -70,20 +70,22 @@ async def test_a_rejection_tells_the_submitter_once(session: Session, smtp: Smtp
     assert session.exec(select(ActionItem)).all() == []
 
 
-async def test_a_refusal_by_the_rules_is_not_retried(session: Session) -> None:
+async def test_a_refusal_by_the_rules_fails_the_run(session: Session) -> None:
     state = await advance_improvement(987_654, return_state=True)
 
     assert state.is_failed()
-    this_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
     with pytest.raises(ImprovementNotFound):
         await state.result()
-    # Task runs reach the server as events, a moment after the flow run ends.
-    steps: list = []
-    async with get_client() as client:
-        for _ in range(100):
-            steps = await client.read_task_runs(flow_run_filter=this_run)
-            if steps and steps[0].state and steps[0].state.is_final():
-                break
-            await asyncio.sleep(0.1)
-    (step,) = steps
-    assert (step.task_key.split("-")[0], step.run_count) == ("advance_after_decision", 1)
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (ImprovementNotFound(7), False),  # the rules refuse: trying again cannot help
+        (IllegalTransition("IMP-7", "awaiting_approval", "approved"), True),  # a racing run
+        (OperationalError("UPDATE", {}, Exception("database is locked")), True),
+        (ConnectionError("SMTP relay went away"), True),
+    ],
+)
+def test_steps_retry_what_may_pass(error: Exception, retried: bool) -> None:
+    assert worth_retrying(None, None, Failed(data=error)) is retried
