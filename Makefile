@@ -34,8 +34,8 @@ lint: install
 	$(BIN)/ruff format --check .
 
 bench: install
-	$(BIN)/python bench/decision_latency.py
-	$(BIN)/python bench/orchestration_overhead.py
+	$(BIN)/python -m bench.decision_latency
+	$(BIN)/python -m bench.orchestration_overhead
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache .mypy_cache
