@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from improve.stack import Stack, free_port
@@ -36,6 +37,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, smtp_server: SmtpServer) -> 
         # This process talks to the same server: it emits events and reads flow runs.
         with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
             yield stack
+            # Deliver this process's events while the server still listens.
+            EventsWorker.drain_all(timeout=30)
     finally:
         stack.stop()
 

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
 
 from improve.stack import Stack, free_port
@@ -45,5 +46,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         updates = {PREFECT_API_URL: stack.api_url, PREFECT_LOGGING_TO_API_ENABLED: False}
         with temporary_settings(updates=updates):
             yield stack.api_url
+            # Deliver this process's events while the server still listens.
+            EventsWorker.drain_all(timeout=30)
     finally:
         stack.stop()
