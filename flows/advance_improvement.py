@@ -4,6 +4,7 @@ from prefect import flow
 
 from flows.steps import (
     advance_after_decision,
+    awaits_plan,
     complete_improvement,
     emit_completed,
     label_run,
@@ -20,7 +21,7 @@ async def advance_improvement(improvement_id: int) -> str:
     """Take an improvement as far as its decisions and done actions allow, then stop."""
     await label_run(improvement_id)
     outcome = await advance_after_decision(improvement_id)
-    if outcome == "approved":
+    if await awaits_plan(improvement_id):
         await plan_actions(improvement_id)
     for action_id in await open_automatic_steps(improvement_id):
         await run_automatic_step(action_id)

@@ -186,6 +186,27 @@ async def find_lost_decisions() -> list[int]:
 
 
 @read
+async def awaits_plan(improvement_id: int) -> bool:
+    """Approved but not yet planned: just decided, within the submitter's own authority, or
+    a decision whose planning failed every retry."""
+    improvement = _improvement(improvement_id)
+    return improvement is not None and improvement.status == Status.approved
+
+
+@read
+async def find_unplanned() -> list[int]:
+    """Improvements approved over a minute ago whose action plan was never made."""
+    with session_scope() as session:
+        rows = session.exec(
+            select(Improvement.id)
+            .where(Improvement.status == Status.approved)
+            .where(Improvement.updated_at < utcnow() - EVENT_GRACE)
+            .order_by(Improvement.id)  # type: ignore[arg-type]
+        )
+        return [improvement_id for improvement_id in rows if improvement_id is not None]
+
+
+@read
 async def find_unrouted() -> list[int]:
     """Improvements submitted over a minute ago and still not routed (a lost event)."""
     with session_scope() as session:

@@ -15,6 +15,7 @@ from flows.steps import (
     find_lost_decisions,
     find_ready_to_complete,
     find_unannounced,
+    find_unplanned,
     find_unrouted,
     remind_and_escalate,
     run_automatic_step,
@@ -33,6 +34,8 @@ async def sweep() -> dict[str, int]:
     summary = Counter(await remind_and_escalate())
     for improvement_id in await find_lost_decisions():
         _count(summary, "advanced", await advance_improvement(improvement_id, return_state=True))
+    for improvement_id in await find_unplanned():
+        _count(summary, "planned", await advance_improvement(improvement_id, return_state=True))
     for improvement_id in await find_unrouted():
         _count(summary, "routed", await route_improvement(improvement_id, return_state=True))
     for action_id in await find_due_automatic_steps():

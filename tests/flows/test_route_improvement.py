@@ -43,3 +43,19 @@ async def test_a_run_is_named_and_tagged_for_operations(session: Session, smtp: 
         run = await client.read_flow_run(state.state_details.flow_run_id)
     assert run.name == f"route · IMP-{improvement.id} LED lighting in the depot"
     assert {f"IMP-{improvement.id}", "energy"} <= set(run.tags)
+
+
+async def test_a_goodwill_gesture_within_the_submitters_authority_is_planned_at_once(
+    session: Session, smtp: SmtpServer
+) -> None:
+    submitter = make_approver(session, "Gail Goodwill", category=Category.goodwill, limit=500)
+    improvement = make_improvement(
+        session, submitter, title="Flowers for a missed visit", category=Category.goodwill,
+        estimated_cost=40,
+    )  # fmt: skip
+
+    assert await route_improvement(improvement.id) == 0
+
+    session.expire_all()
+    assert session.get(Improvement, improvement.id).status == Status.in_progress
+    assert not session.exec(select(ApprovalRequest)).all()

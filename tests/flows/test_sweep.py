@@ -11,6 +11,7 @@ from flows.route_improvement import route_improvement
 from flows.sweep import sweep
 from models import ActionItem, ApprovalRequest, Category, Improvement, Status
 from models.db import utcnow
+from tasks.approvals import advance_after_decision
 from tests.factories import make_approver, make_colleague, make_customer, make_improvement
 from tests.flows.helpers import decide, finish_open_people_steps, to
 from tests.smtpd import SmtpServer
@@ -70,3 +71,27 @@ async def test_the_sweep_recovers_lost_events_and_a_second_sweep_changes_nothing
     assert (
         session.exec(select(ActionItem).where(ActionItem.improvement_id == unrouted.id)).all() == []
     )
+
+
+async def test_an_approved_improvement_whose_plan_was_never_made_is_planned(
+    session: Session, smtp: SmtpServer
+) -> None:
+    submitter = make_colleague(session, "Sam Submitter")
+    make_approver(session, "Alex Approver", category=Category.resource)
+    improvement = make_improvement(session, submitter, title="Approved, never planned")
+    await route_improvement(improvement.id)
+    decide(session, improvement.id, approve=True)
+    # The decision was advanced (approved) but planning failed every retry.
+    assert advance_after_decision(session=session, improvement_id=improvement.id, actor="t") == (
+        "approved"
+    )
+    session.commit()
+    backdate(session, Improvement, "updated_at", id=improvement.id)
+
+    summary = await sweep()
+
+    assert summary["planned"] == 1
+    session.expire_all()
+    assert session.get(Improvement, improvement.id).status == Status.in_progress
+    assert session.exec(select(ActionItem).where(ActionItem.improvement_id == improvement.id)).all()
+    assert (await sweep()).get("planned", 0) == 0
