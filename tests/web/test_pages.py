@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import httpx
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from models import ApprovalStatus, Category, OutboxEmail, OutboxStatus, Status
 from models.db import utcnow
@@ -115,7 +115,7 @@ async def test_the_improvement_page_tells_the_whole_story(
         improvement_id=improvement.id,
     )
     session.commit()
-    row = session.get(OutboxEmail, 1) or session.query(OutboxEmail).one()
+    row = session.exec(select(OutboxEmail).where(OutboxEmail.idempotency_key == "t:1")).one()
     row.status, row.attempts, row.last_error = OutboxStatus.failed, 3, "550 mailbox unavailable"
     session.add(row)
     session.commit()
