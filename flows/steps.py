@@ -193,30 +193,28 @@ async def awaits_plan(improvement_id: int) -> bool:
     return improvement is not None and improvement.status == Status.approved
 
 
-@read
-async def find_unplanned() -> list[int]:
-    """Improvements approved over a minute ago whose action plan was never made."""
+def _still_in(status: Status, since: Any) -> list[int]:
+    """Improvements in `status` since longer ago than an event's own flow would have taken."""
     with session_scope() as session:
         rows = session.exec(
             select(Improvement.id)
-            .where(Improvement.status == Status.approved)
-            .where(Improvement.updated_at < utcnow() - EVENT_GRACE)
+            .where(Improvement.status == status)
+            .where(since < utcnow() - EVENT_GRACE)
             .order_by(Improvement.id)  # type: ignore[arg-type]
         )
         return [improvement_id for improvement_id in rows if improvement_id is not None]
+
+
+@read
+async def find_unplanned() -> list[int]:
+    """Improvements approved over a minute ago whose action plan was never made."""
+    return _still_in(Status.approved, Improvement.updated_at)
 
 
 @read
 async def find_unrouted() -> list[int]:
     """Improvements submitted over a minute ago and still not routed (a lost event)."""
-    with session_scope() as session:
-        rows = session.exec(
-            select(Improvement.id)
-            .where(Improvement.status == Status.submitted)
-            .where(Improvement.created_at < utcnow() - EVENT_GRACE)
-            .order_by(Improvement.id)  # type: ignore[arg-type]
-        )
-        return [improvement_id for improvement_id in rows if improvement_id is not None]
+    return _still_in(Status.submitted, Improvement.created_at)
 
 
 @read
