@@ -56,3 +56,26 @@ def field_errors(exc: ValidationError) -> InvalidInput:
         field = ".".join(str(part) for part in error["loc"]) or "input"
         errors.setdefault(field, error["msg"])
     return InvalidInput(errors)
+
+
+class NotSignedIn(ImproveError):
+    """A staff page or API route asked for without a session or token."""
+
+    status_code = 401
+
+    def __init__(self, message: str = "Please sign in: this page is for colleagues.") -> None:
+        super().__init__(message)
+
+
+class Forbidden(ImproveError):
+    """Signed in, but not allowed: the message says what is missing."""
+
+    status_code = 403
+
+
+class TooManyRequests(ImproveError):
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,13 +1,17 @@
 """The one settings object: every knob Improve has, read from IMPROVE_* environment variables."""
 
+import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Once the default of this project, now refused everywhere: it is public, so it signs nothing.
 DEFAULT_SECRET = "change-me-development-only"
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -22,18 +26,40 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "", description="SQLAlchemy URL of the Improve database; empty means SQLite in data_dir."
     )
-    secret_key: str = Field(
-        DEFAULT_SECRET,
-        description="Secret for signing; refused at its default outside development.",
+    secret_key: SecretStr = Field(
+        SecretStr(""),
+        description=(
+            "Secret for signing cookies and links, at least 32 bytes in production; empty in "
+            "development means a random one kept in data_dir/secret_key."
+        ),
     )
     base_url: str = Field(
-        "http://127.0.0.1:8000", description="Public base URL of the web app, used in email links."
+        "http://127.0.0.1:8000",
+        description="Public base URL of the web app, used in email links; https in production.",
+    )
+    session_hours: float = Field(12.0, description="A sign-in lasts this long, then ends.")
+    sign_in_link_minutes: int = Field(15, description="Minutes an emailed sign-in link works.")
+    oidc_issuer: str = Field(
+        "", description="OpenID Connect issuer URL; set it to offer sign-in with that provider."
+    )
+    oidc_client_id: str = Field("", description="The client id Improve has at the provider.")
+    oidc_client_secret: SecretStr = Field(SecretStr(""), description="Its client secret.")
+    oidc_name: str = Field("your organisation's account", description="Shown on the sign-in page.")
+    sign_in_requests_per_address: int = Field(
+        5, description="Sign-in links one address may ask for in 15 minutes."
+    )
+    sign_in_requests_per_client: int = Field(
+        20, description="Sign-in links one client (IP address) may ask for in 15 minutes."
+    )
+    token_guesses_per_client: int = Field(
+        30,
+        description="Refused tokens (links, API tokens, sessions) one client may offer a minute.",
     )
 
     smtp_host: str = Field("127.0.0.1", description="SMTP relay host.")
     smtp_port: int = Field(1025, description="SMTP relay port (the embedded sink listens on 1025).")
     smtp_user: str = Field("", description="SMTP user name; empty means no authentication.")
-    smtp_password: str = Field("", description="SMTP password.")
+    smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password.")
     smtp_tls: Literal["none", "starttls", "tls"] = Field(
         "none", description="Transport security: none, STARTTLS, or implicit TLS."
     )
@@ -62,13 +88,37 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _refuse_default_secret(self) -> "Settings":
-        if self.environment != "development" and self.secret_key == DEFAULT_SECRET:
+    def _refuse_weak_settings(self) -> "Settings":
+        secret = self.secret_key.get_secret_value()
+        if secret == DEFAULT_SECRET:
             raise ValueError(
-                "IMPROVE_SECRET_KEY is still the development default; set a long random secret "
-                f"before running with IMPROVE_ENVIRONMENT={self.environment}"
+                "IMPROVE_SECRET_KEY is the old published default; set a long random secret, "
+                "for example: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
             )
+        if not secret:
+            if self.environment != "development":
+                raise ValueError(
+                    f"IMPROVE_SECRET_KEY must be set when IMPROVE_ENVIRONMENT={self.environment}"
+                )
+            self.secret_key = SecretStr(_local_secret(self.data_dir))
+        if self.environment == "production":
+            if len(self.secret_key.get_secret_value().encode()) < MIN_SECRET_BYTES:
+                raise ValueError(
+                    f"IMPROVE_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes in production"
+                )
+            if not self.base_url.startswith("https://"):
+                raise ValueError(
+                    f"IMPROVE_BASE_URL must start with https:// in production, not {self.base_url}"
+                )
         return self
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def oidc_configured(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id)
 
     @property
     def effective_database_url(self) -> str:
@@ -81,6 +131,30 @@ class Settings(BaseSettings):
     @property
     def escalate_after(self) -> timedelta:
         return timedelta(hours=self.escalate_after_hours)
+
+
+def _local_secret(data_dir: Path) -> str:
+    """This machine's own development secret: random, made once, readable by its owner only.
+
+    Every process of one `improve up` shares data_dir, so they all sign with the same key, and no
+    two installations share one (a published default would let anyone forge a link).
+    """
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Written aside, then linked into place: a process starting at the same moment reads
+        # either no file or the whole secret, never half of one.
+        draft = data_dir / f".secret_key.{os.getpid()}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(48))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
 
 
 settings = Settings()

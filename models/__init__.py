@@ -1,5 +1,6 @@
 """SQLModel tables, the database engine and session."""
 
+from models.access import Access, ApiToken, RetiredLink, SignInLink, WebSession
 from models.action import ActionItem, ActionStatus
 from models.approval import ApprovalRequest, ApprovalStatus
 from models.improvement import (
@@ -28,6 +29,11 @@ from models.people import (
 )
 
 __all__ = [
+    "Access",
+    "ApiToken",
+    "RetiredLink",
+    "SignInLink",
+    "WebSession",
     "ActionItem",
     "ActionStatus",
     "ApprovalRequest",

@@ -12,6 +12,12 @@ from sqlmodel import Session, SQLModel, create_engine
 
 from improve.settings import settings
 
+# The largest value an integer column holds on both databases (PostgreSQL's `integer`).
+MAX_INT = 2_147_483_647
+# The largest amount Improve takes: far beyond any real figure, and a sum of millions of them
+# stays finite in a double-precision column.
+MAX_AMOUNT = 1e12
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -7,7 +7,9 @@ import sqlalchemy as sa
 from pydantic import field_validator
 from sqlmodel import Field, SQLModel
 
-from models.db import UtcDateTime, utcnow
+from models.db import MAX_AMOUNT, MAX_INT, UtcDateTime, utcnow
+
+NO_NUL = "must not contain a NUL character"
 
 
 class Category(StrEnum):
@@ -51,12 +53,22 @@ class Channel(StrEnum):
 
 
 class Estimates(SQLModel):
-    estimated_cost: float = Field(default=0, ge=0, description="One-off cost, in pounds.")
-    annual_saving: float = Field(default=0, ge=0, description="Money saved a year, in pounds.")
-    kwh: float = Field(default=0, ge=0, description="Energy saved a year, kWh.")
-    kg_co2e: float = Field(default=0, ge=0, description="Emissions avoided a year, kg CO2e.")
-    kg_waste: float = Field(default=0, ge=0, description="Waste diverted a year, kg.")
-    sheets_paper: int = Field(default=0, ge=0, description="Sheets of paper saved a year.")
+    estimated_cost: float = Field(
+        default=0, ge=0, le=MAX_AMOUNT, description="One-off cost, in pounds."
+    )
+    annual_saving: float = Field(
+        default=0, ge=0, le=MAX_AMOUNT, description="Money saved a year, in pounds."
+    )
+    kwh: float = Field(default=0, ge=0, le=MAX_AMOUNT, description="Energy saved a year, kWh.")
+    kg_co2e: float = Field(
+        default=0, ge=0, le=MAX_AMOUNT, description="Emissions avoided a year, kg CO2e."
+    )
+    kg_waste: float = Field(
+        default=0, ge=0, le=MAX_AMOUNT, description="Waste diverted a year, kg."
+    )
+    sheets_paper: int = Field(
+        default=0, ge=0, le=MAX_INT, description="Sheets of paper saved a year."
+    )
 
 
 class ImprovementBase(Estimates):
@@ -64,6 +76,15 @@ class ImprovementBase(Estimates):
     description: str = Field(default="", max_length=10_000)
     category: Category = Field(sa_type=sa.String(32))
     source: Source = Field(default=Source.staff, sa_type=sa.String(16))
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        # PostgreSQL refuses NUL in text, and no person means one: say so rather than fail later.
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
+            raise ValueError(NO_NUL)
+        return value
 
     @field_validator("title")
     @classmethod
@@ -75,7 +96,14 @@ class ImprovementBase(Estimates):
 
 
 class ImprovementCreate(ImprovementBase):
-    submitter_email: str = Field(max_length=254, description="The colleague who submits it.")
+    submitter_email: str | None = Field(
+        default=None,
+        max_length=254,
+        description=(
+            "The colleague it is submitted for. Leave it out to submit as yourself; naming "
+            "someone else needs the operations role, and the history records who did it."
+        ),
+    )
     customer_emails: list[str] = Field(default_factory=list, description="Customers it touches.")
     partner_emails: list[str] = Field(default_factory=list, description="Partners it touches.")
 

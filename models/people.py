@@ -6,6 +6,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from models.access import Access
 from models.db import UtcDateTime, utcnow
 from models.improvement import Category
 
@@ -15,7 +16,10 @@ class Colleague(SQLModel, table=True):
     name: str = Field(max_length=120)
     email: str = Field(max_length=254, unique=True, index=True)
     team: str = Field(max_length=80)
-    role: str = Field(max_length=80)
+    role: str = Field(max_length=80, description="Job title, as shown to people.")
+    access: Access = Field(
+        default=Access.colleague, sa_type=sa.String(16), description="What they may do in Improve."
+    )
     active: bool = True
     deputy_id: int | None = Field(default=None, foreign_key="colleague.id")
     absent_from: date | None = None

@@ -188,7 +188,6 @@ def _queue_request_email(
         "level": request.level,
         "levels": _levels(improvement, _requests(session, request.improvement_id)),
         "reason": request.reason,
-        "url": links.approval_url(request.id, token),
         "expires_on": f"{request.expires_at:%Y-%m-%d}",
         "reminder": reminder,
         "escalated_from_name": escalated_from_name,
@@ -201,6 +200,7 @@ def _queue_request_email(
         to=approver.email,
         template="approval_request",
         context=context,
+        links={"url": links.approval_url(request.id, token)},
         improvement_id=improvement.id,
     )
 
@@ -210,14 +210,22 @@ def _queue_request_email(
 
 
 def record_decision(
-    *, session: Session, approval_id: int, approve: bool, comment: str, channel: Channel
+    *,
+    session: Session,
+    approval_id: int,
+    approve: bool,
+    comment: str,
+    channel: Channel,
+    token: str | None = None,
 ) -> ApprovalRequest:
     """Record an approver's answer once (pending → approved or rejected), uncommitted.
 
     Two answers at the same instant (the same link twice, or two approvers at one level): exactly
     one is recorded and the other gets LinkRefused "used". A decision withdraws the other requests
     pending at its level. The history says who decided, for whom, and through which channel.
-    The caller commits, then emits APPROVAL_DECIDED.
+    A `token` (from an emailed link) must still be the request's live one when the decision is
+    written: a reminder that replaced it a moment earlier wins. The caller commits, then emits
+    APPROVAL_DECIDED.
     """
     comment = (comment or "").strip()
     if not approve and not comment:
@@ -237,17 +245,21 @@ def record_decision(
         )
     now = utcnow()
     status = ApprovalStatus.approved if approve else ApprovalStatus.rejected
+    live = [col(ApprovalRequest.token_hash) == links.hash_token(token)] if token is not None else []
     recorded = session.execute(
         update(ApprovalRequest)
         .where(
             col(ApprovalRequest.id) == approval_id,
             col(ApprovalRequest.status) == ApprovalStatus.pending,
             col(ApprovalRequest.expires_at) > now,
+            *live,
         )
         .values(status=status, decided_at=now, comment=comment[:2000])
     )
     session.refresh(approval)
     if recorded.rowcount != 1:  # type: ignore[attr-defined]
+        if token is not None and approval.token_hash != links.hash_token(token):
+            raise links.refusal(session, links.hash_token(token))
         if approval.status == ApprovalStatus.pending:
             raise LinkRefused(
                 "expired", f"This link expired on {approval.expires_at:%Y-%m-%d %H:%M} UTC.", 410
@@ -488,6 +500,7 @@ def _remind(
     # reminder carries a new token and the old link stops working (the email says so): one live
     # link per request, so a forwarded first email cannot decide once a reminder has gone out.
     token, token_hash = links.new_token()
+    replaced_hash = request.token_hash
     reminded = session.execute(
         update(ApprovalRequest)
         .where(
@@ -500,6 +513,7 @@ def _remind(
     session.refresh(request)
     if reminded.rowcount != 1:  # type: ignore[attr-defined]
         return False
+    links.retire(session=session, token_hash=replaced_hash, kind="approval", target_id=request.id)
     _queue_request_email(
         session, improvement, request, token, key=f"approval:{request.id}:reminder", reminder=True
     )

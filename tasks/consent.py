@@ -25,7 +25,9 @@ def _signature(customer_id: int, purpose: Purpose) -> str:
     # Bound to the customer and the purpose, so a link cannot be edited to opt someone else out.
     # No expiry: an unsubscribe link in an old email must still work (RFC 8058).
     message = f"unsubscribe:{customer_id}:{purpose.value}".encode()
-    digest = hmac.new(settings.secret_key.encode(), message, hashlib.sha256).digest()
+    digest = hmac.new(
+        settings.secret_key.get_secret_value().encode(), message, hashlib.sha256
+    ).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 

@@ -143,7 +143,6 @@ def queue_customer_notices(
             "title": improvement.title,
             "summary": summary,
             "impact_lines": lines,
-            "unsubscribe_url": unsubscribe_url(customer.id, Purpose.improvement_updates),
             # The customer asked for plain text: the sender leaves out the HTML part.
             "text_only": customer.contact_format == ContactFormat.text,
         }
@@ -153,6 +152,7 @@ def queue_customer_notices(
             to=customer.email,
             template="customer_notice",
             context=context,
+            links={"unsubscribe_url": unsubscribe_url(customer.id, Purpose.improvement_updates)},
             improvement_id=improvement.id,
         )
         counts["queued"] += 1

@@ -1,15 +1,17 @@
 """Links that act: random single-use tokens, stored only as a hash, bound to one request."""
 
+import base64
 import hashlib
 import hmac
 import secrets
 from datetime import datetime
 
+from cryptography.fernet import Fernet, InvalidToken
 from sqlmodel import Session, select
 
 from improve.errors import LinkRefused
 from improve.settings import settings
-from models import ActionItem, ActionStatus, ApprovalRequest, ApprovalStatus
+from models import ActionItem, ActionStatus, ApprovalRequest, ApprovalStatus, RetiredLink
 from models.db import utcnow
 
 TOKEN_BYTES = 32  # 256 bits: guessing one is out of reach, so a plain hash is enough to store
@@ -25,6 +27,32 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
+def _sealer() -> Fernet:
+    secret = settings.secret_key.get_secret_value().encode()
+    return Fernet(
+        base64.urlsafe_b64encode(hashlib.sha256(b"improve:outbox-links:" + secret).digest())
+    )
+
+
+def seal(url: str) -> str:
+    """A link encrypted with a key derived from the secret key, for an outbox row to carry.
+
+    The row waits in the database until it is sent; sealed, its link opens nothing for someone
+    who has a copy of the database but not the secret key. The sender unseals it and, once the
+    email is sent, forgets it.
+    """
+    return _sealer().encrypt(url.encode()).decode()
+
+
+def unseal(sealed: str) -> str:
+    try:
+        return _sealer().decrypt(sealed.encode()).decode()
+    except InvalidToken:
+        raise ValueError(
+            "its links were sealed with another secret key (was IMPROVE_SECRET_KEY changed?)"
+        ) from None
+
+
 def approval_url(approval_id: int, token: str) -> str:
     return f"{settings.base_url}/approvals/{approval_id}/{token}"
 
@@ -37,7 +65,23 @@ def _same(stored: str | None, offered: str) -> bool:
     return stored is not None and hmac.compare_digest(stored, offered)
 
 
-def _refuse_unknown(session: Session, token_hash: str) -> LinkRefused:
+def retire(*, session: Session, token_hash: str | None, kind: str, target_id: int | None) -> None:
+    """Remember that a newer email replaced this link, so the old one can say so."""
+    if token_hash and target_id is not None and session.get(RetiredLink, token_hash) is None:
+        session.add(RetiredLink(token_hash=token_hash, kind=kind, target_id=target_id))
+
+
+def refusal(session: Session, token_hash: str) -> LinkRefused:
+    """Why a token that is not the live one of its request is refused: replaced, foreign, or
+    simply not valid."""
+    retired = session.get(RetiredLink, token_hash)
+    if retired is not None:
+        return LinkRefused(
+            "replaced",
+            f"This link was replaced by a newer one, sent on {retired.replaced_at:%Y-%m-%d}. "
+            "Please use the link in the most recent email about it.",
+            410,
+        )
     foreign = (
         session.exec(
             select(ApprovalRequest.id).where(ApprovalRequest.token_hash == token_hash)
@@ -71,7 +115,7 @@ def check_approval_link(
     token_hash = hash_token(token)
     approval = session.get(ApprovalRequest, approval_id)
     if approval is None or not _same(approval.token_hash, token_hash):
-        raise _refuse_unknown(session, token_hash)
+        raise refusal(session, token_hash)
     if approval.status != ApprovalStatus.pending:
         when = f" on {approval.decided_at:%Y-%m-%d %H:%M} UTC" if approval.decided_at else ""
         raise LinkRefused(
@@ -91,7 +135,7 @@ def check_action_link(
     token_hash = hash_token(token)
     action = session.get(ActionItem, action_id)
     if action is None or not _same(action.token_hash, token_hash):
-        raise _refuse_unknown(session, token_hash)
+        raise refusal(session, token_hash)
     if action.status != ActionStatus.open:
         when = f" on {action.completed_at:%Y-%m-%d %H:%M} UTC" if action.completed_at else ""
         raise LinkRefused("used", f"This action is already {action.status}{when}.", 410)

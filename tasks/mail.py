@@ -15,19 +15,22 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup, escape
 from prefect import task
 from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from improve.formatting import FILTERS, payback_months
 from improve.settings import settings
 from models import OutboxEmail, OutboxStatus
 from models.db import get_engine, utcnow
+from tasks.links import seal, unseal
 
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "email"
 
+# The context key under which a row keeps its sealed links until it is sent.
+SEALED = "sealed_links"
 # Emails a person needs in order to do their job: they never offer an unsubscribe header.
-ESSENTIAL = frozenset({"approval_request", "decision", "action_assigned"})
+ESSENTIAL = frozenset({"approval_request", "decision", "action_assigned", "sign_in"})
 
 # A sender that dies mid-send leaves its row in "sending"; after this long it is sent again.
 STALE_CLAIM = timedelta(minutes=10)
@@ -50,12 +53,15 @@ def queue_email(
     to: str,
     template: str,
     context: dict[str, Any],
+    links: dict[str, str] | None = None,
     improvement_id: int | None = None,
 ) -> OutboxEmail:
     """Add an email to the outbox unless one with this idempotency key is already there.
 
     Nothing is committed here: the row lands with the caller's change or not at all.
-    `context` must be JSON-serialisable; it is rendered when the email is sent.
+    `context` must be JSON-serialisable; it is rendered when the email is sent. `links` are the
+    URLs that act (approve, complete, unsubscribe, sign in): they are stored sealed, join the
+    context only while the email is built, and are forgotten once it is sent.
     """
     existing = session.exec(select(OutboxEmail).where(OutboxEmail.idempotency_key == key)).first()
     if existing is not None:
@@ -64,13 +70,20 @@ def queue_email(
         idempotency_key=key,
         recipient=to,
         template=template,
-        context=context,
+        context={**context, SEALED: {name: seal(url) for name, url in links.items()}}
+        if links
+        else context,
         improvement_id=improvement_id,
         message_id=message_id_for(key),
     )
     session.add(row)
     session.flush()
     return row
+
+
+def without_links(context: dict[str, Any] | None) -> dict[str, Any]:
+    """What an outbox row keeps once sent: its links lived only in the email."""
+    return {name: value for name, value in (context or {}).items() if name != SEALED}
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -133,9 +146,17 @@ def _unsubscribe_url(template: str, context: dict[str, Any]) -> str | None:
     return url.replace(">", "")
 
 
+def context_of(row: OutboxEmail) -> dict[str, Any]:
+    """What an outbox row's templates are rendered with: its context and its unsealed links."""
+    context = dict(row.context or {})
+    for name, sealed in context.pop(SEALED, {}).items():
+        context[name] = unseal(sealed)
+    return context
+
+
 def build_message(row: OutboxEmail) -> EmailMessage:
     """The email for an outbox row: multipart/alternative, or plain text for those who ask."""
-    context = dict(row.context or {})
+    context = context_of(row)
     rendered = render(row.template, context)
     message = EmailMessage()
     message["From"] = one_line(settings.mail_from)
@@ -177,7 +198,7 @@ class _Relay:
             use_tls=settings.smtp_tls == "tls",
             start_tls=settings.smtp_tls == "starttls",
             username=settings.smtp_user or None,
-            password=settings.smtp_password or None,
+            password=settings.smtp_password.get_secret_value() or None,
         )
         try:
             await smtp.connect()
@@ -234,11 +255,16 @@ def _release_stale_claims(now: datetime) -> None:
         session.commit()
 
 
-def _due_ids(now: datetime, limit: int) -> list[int]:
+def _due_ids(now: datetime, limit: int, only: list[int] | None) -> list[int]:
+    chosen = [col(OutboxEmail.id).in_(only)] if only is not None else []
     with Session(get_engine()) as session:
         ids = session.exec(
             select(OutboxEmail.id)
-            .where(OutboxEmail.status == OutboxStatus.queued, OutboxEmail.next_attempt_at <= now)
+            .where(
+                OutboxEmail.status == OutboxStatus.queued,
+                OutboxEmail.next_attempt_at <= now,
+                *chosen,
+            )
             .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id)  # type: ignore[arg-type]
             .limit(limit)
         ).all()
@@ -297,14 +323,17 @@ def _retry_later(row: OutboxEmail, now: datetime, error: str) -> str:
     return "deferred"
 
 
-async def send_due(*, limit: int = 200, now: datetime | None = None) -> dict[str, int]:
-    """Send the outbox rows that are due, each claimed first so no two senders send one row."""
+async def send_due(
+    *, limit: int = 200, now: datetime | None = None, only: list[int] | None = None
+) -> dict[str, int]:
+    """Send the outbox rows that are due (or just those in `only`), each claimed first so no
+    two senders send one row."""
     now = now or utcnow()
     counts = {"sent": 0, "deferred": 0, "failed": 0}
     _release_stale_claims(now)
     relay = _Relay()
     try:
-        for row_id in _due_ids(now, limit):
+        for row_id in _due_ids(now, limit, only):
             row = _claim(row_id, now)
             if row is None:
                 continue
@@ -337,7 +366,13 @@ async def send_due(*, limit: int = 200, now: datetime | None = None) -> dict[str
             else:
                 # Marked after the server accepted it: a crash in between sends it again, with
                 # the same Message-ID, which is better than losing it.
-                _record(row, status=OutboxStatus.sent, sent_at=utcnow(), last_error="")
+                _record(
+                    row,
+                    status=OutboxStatus.sent,
+                    sent_at=utcnow(),
+                    last_error="",
+                    context=without_links(row.context),
+                )
                 counts["sent"] += 1
     finally:
         await relay.close()

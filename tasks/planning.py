@@ -31,7 +31,7 @@ from models import (
     Purpose,
     Status,
 )
-from models.db import utcnow
+from models.db import MAX_AMOUNT, utcnow
 from tasks import links
 from tasks.consent import consenting_customer_ids
 from tasks.impact import (
@@ -289,8 +289,8 @@ def plan_actions(
                     "improvement_title": improvement.title,
                     "action_title": step.title,
                     "due_on": item.due_on.isoformat(),
-                    "url": links.action_url(item.id, token),
                 },
+                links={"url": links.action_url(item.id, token)},
                 improvement_id=improvement_id,
             )
         items.append(item)
@@ -311,11 +311,13 @@ def complete_action(
     measured_kg_waste: float | None = None,
     note: str = "",
     channel: Channel | str = Channel.web,
+    token: str | None = None,
 ) -> ActionItem:
     """Mark an open item done with its measured result. Caller commits, then emits ACTION_COMPLETED.
 
     The update is conditional on the item being open: of two completions (a double click, two tabs)
-    one wins and the other gets LinkRefused("used").
+    one wins and the other gets LinkRefused("used"). A `token` from an emailed link must still be
+    the item's live one when the result is written.
     """
     values = dict(
         zip(
@@ -332,6 +334,8 @@ def complete_action(
             errors[field] = f"must be a number, not {value!r}"
         elif value < 0:
             errors[field] = f"must be zero or more, not {value:g}"
+        elif value > MAX_AMOUNT:
+            errors[field] = f"must be at most {MAX_AMOUNT:,.0f}"
     if len(note) > 2000:
         errors["note"] = f"is {len(note)} characters long; at most 2000 fit"
     if not by.strip():
@@ -343,9 +347,10 @@ def complete_action(
     if item is None:
         raise NotFound("action", action_id)
     now = utcnow()
+    live = [col(ActionItem.token_hash) == links.hash_token(token)] if token is not None else []
     result = session.execute(
         update(ActionItem)
-        .where(col(ActionItem.id) == action_id, col(ActionItem.status) == ActionStatus.open)
+        .where(col(ActionItem.id) == action_id, col(ActionItem.status) == ActionStatus.open, *live)
         .values(
             status=ActionStatus.done,
             completed_by=by.strip()[:254],
@@ -356,6 +361,8 @@ def complete_action(
     )
     session.refresh(item)
     if result.rowcount != 1:  # type: ignore[attr-defined]
+        if token is not None and item.token_hash != links.hash_token(token):
+            raise links.refusal(session, links.hash_token(token))
         when = f" on {item.completed_at:%Y-%m-%d %H:%M} UTC" if item.completed_at else ""
         who = f" by {item.completed_by}" if item.completed_by else ""
         raise LinkRefused("used", f"This action is already {item.status}{who}{when}.", 410)

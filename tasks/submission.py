@@ -4,8 +4,9 @@ from typing import TypeVar
 
 from sqlmodel import Session, col, select
 
-from improve.errors import InvalidInput
+from improve.errors import Forbidden, InvalidInput
 from models import (
+    Access,
     Channel,
     Colleague,
     Customer,
@@ -20,19 +21,29 @@ from tasks.lifecycle import record_creation
 
 
 def submit_improvement(
-    *, session: Session, data: ImprovementCreate, channel: Channel
+    *, session: Session, data: ImprovementCreate, channel: Channel, by: Colleague | None = None
 ) -> Improvement:
     """Store a submitted improvement in the caller's transaction, or raise InvalidInput.
 
+    `by` is the signed-in colleague (web and API): the submitter unless the data names someone
+    else, which only operations may do; the history then says who submitted it for whom.
+    Without `by` (the CLI, run by whoever runs Improve) the data must name the submitter.
     Everything is checked before anything is written, so bad input leaves no trace.
     The caller commits, then emits `improve.improvement.submitted`.
     """
     errors: dict[str, str] = {}
-    submitter = session.exec(
-        select(Colleague).where(Colleague.email == data.submitter_email.strip().lower())
-    ).first()
-    if submitter is None:
-        errors["submitter_email"] = f"no colleague has the email {data.submitter_email!r}"
+    email = (data.submitter_email or (by.email if by else "")).strip().lower()
+    submitter = session.exec(select(Colleague).where(Colleague.email == email)).first()
+    if by is not None and by.email != email and not Access(by.access).includes(Access.operations):
+        raise Forbidden(
+            f"Submitting for someone else needs the operations role; you are signed in as "
+            f"{by.name}, whose role is {by.access}. Leave submitter_email out to submit as "
+            "yourself."
+        )
+    if not email:
+        errors["submitter_email"] = "is required: the colleague who suggests it"
+    elif submitter is None:
+        errors["submitter_email"] = f"no colleague has the email {email!r}"
     elif not submitter.active:
         errors["submitter_email"] = f"{submitter.name} is no longer active"
     customers = _find(session, Customer, data.customer_emails, "customer_emails", errors)
@@ -52,8 +63,13 @@ def submit_improvement(
         session.add(ImprovementCustomer(improvement_id=improvement.id, customer_id=customer_id))
     for partner_id in partners:
         session.add(ImprovementPartner(improvement_id=improvement.id, partner_id=partner_id))
+    on_behalf = by is not None and by.id != submitter.id
     record_creation(
-        session=session, improvement=improvement, actor=submitter.email, channel=channel
+        session=session,
+        improvement=improvement,
+        actor=by.email if by is not None else submitter.email,
+        channel=channel,
+        reason=f"submitted by {by.name} on behalf of {submitter.name}" if on_behalf else "",
     )
     return improvement
 

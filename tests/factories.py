@@ -16,11 +16,13 @@ from models import (
     Improvement,
     ImprovementCustomer,
     ImprovementPartner,
+    OutboxEmail,
     Partner,
     Purpose,
     Status,
 )
 from tasks.lifecycle import record_creation
+from tasks.mail import context_of
 
 _seq = count(1)
 
@@ -184,3 +186,8 @@ def make_approved_improvement(
     for level, approver in enumerate(approvers, start=1):
         make_approval(session, improvement, approver, level=level)
     return improvement
+
+
+def link_in(email: OutboxEmail, name: str = "url") -> str:
+    """A link an outbox row carries sealed, opened as the sender opens it."""
+    return str(context_of(email)[name])

@@ -2,7 +2,6 @@
 
 from datetime import date, datetime
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
@@ -20,8 +19,9 @@ from models import (
     ImprovementPublic,
     Status,
 )
-from models.db import get_engine
-from web import mailsink
+from models.db import MAX_INT, get_engine
+from web.auth import Staff
+from web.forms import Id
 from web.views import improvement_view, submit
 
 router = APIRouter(prefix="/api", tags=["api"])
@@ -99,17 +99,6 @@ class ImprovementDetail(ImprovementOut):
     partner_ids: list[int]
 
 
-class MailOut(BaseModel):
-    key: str
-    sender: str = Field(serialization_alias="from")
-    to: list[str]
-    subject: str
-    date: datetime | None
-    text: str
-    links: list[str]
-    url: str
-
-
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such improvement."},
     422: {"model": ErrorBody, "description": "Bad input: one message per field."},
@@ -139,9 +128,13 @@ def _out(improvement: Improvement) -> ImprovementOut:
 @router.post(
     "/improvements", status_code=201, response_model=ImprovementOut, responses={422: ERRORS[422]}
 )
-def create_improvement(data: ImprovementCreate, response: Response) -> ImprovementOut:
-    """Submit an improvement. It is stored, then announced so it is routed to its approvers."""
-    improvement_id = submit(data, channel=Channel.api)
+def create_improvement(
+    data: ImprovementCreate, response: Response, colleague: Staff
+) -> ImprovementOut:
+    """Submit an improvement as yourself (or, with the operations role, for someone else).
+
+    It is stored, then announced so it is routed to its approvers."""
+    improvement_id = submit(data, channel=Channel.api, by=colleague)
     with Session(get_engine()) as session:
         improvement = session.get(Improvement, improvement_id)
         assert improvement is not None
@@ -154,7 +147,7 @@ def list_improvements(
     status: Status | None = None,
     category: Category | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> ImprovementList:
     """Improvements, newest first, optionally of one status and/or category."""
     query = select(Improvement)
@@ -176,7 +169,7 @@ def list_improvements(
 
 
 @router.get("/improvements/{improvement_id}", response_model=ImprovementDetail, responses=ERRORS)
-def read_improvement(improvement_id: int) -> ImprovementDetail:
+def read_improvement(improvement_id: Id) -> ImprovementDetail:
     """One improvement with its approvals, action items and whole history."""
     with Session(get_engine()) as session:
         view = improvement_view(session, improvement_id)
@@ -203,21 +196,3 @@ def read_improvement(improvement_id: int) -> ImprovementDetail:
                 partner_ids=[p.id for p in view.partners],
             )
         )
-
-
-@router.get("/mail", response_model=list[MailOut], response_model_by_alias=True)
-def list_mail(limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[MailOut]:
-    """What the local SMTP sink received, newest first (empty until the first email)."""
-    return [
-        MailOut(
-            key=m.key,
-            sender=m.sender,
-            to=m.to,
-            subject=m.subject,
-            date=m.date,
-            text=m.text,
-            links=m.links,
-            url=f"{settings.base_url}/mail/{quote(m.key, safe='')}",
-        )
-        for m in mailsink.list_messages(limit)
-    ]

@@ -4,18 +4,33 @@ Run with `uvicorn web.app:app`. Every handler opens its own session, commits, an
 the event that starts the next flow.
 """
 
+import hashlib
 import logging
 from typing import Any
+from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from improve.errors import ImproveError, InvalidInput, LinkRefused, NotFound
-from web import api, links, pages
+from improve.errors import (
+    ImproveError,
+    InvalidInput,
+    LinkRefused,
+    NotFound,
+    NotSignedIn,
+    TooManyRequests,
+)
+from improve.settings import settings
+from web import api, links, mailsink, pages, signin
+from web.auth import staff
 from web.forms import plain_errors
+from web.limits import count_guess
 from web.render import page
 
 log = logging.getLogger(__name__)
@@ -25,13 +40,17 @@ LINK_TITLES = {
     "expired": "This link has expired",
     "foreign": "This link is not yours",
     "tampered": "This link is not valid",
+    "replaced": "This link was replaced by a newer one",
 }
 STATUS_TITLES = {
     400: "That request could not be understood",
+    401: "Please sign in",
+    403: "You cannot do that",
     404: "Page not found",
     405: "That is not allowed here",
     409: "That cannot happen now",
     422: "Please check what you entered",
+    429: "Too many tries",
     500: "Something went wrong on our side",
 }
 
@@ -67,7 +86,25 @@ def _error_page(
 async def improve_error(request: Request, exc: Exception) -> Response:
     """Errors Improve raises on purpose already say what is wrong; show that, with their code."""
     assert isinstance(exc, ImproveError)
+    if isinstance(exc, TooManyRequests):
+        response = await _improve_error(request, exc)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    if isinstance(exc, LinkRefused) and exc.kind in ("tampered", "foreign"):
+        count_guess(request)  # someone trying tokens: web.limits stops them after a few
+    return await _improve_error(request, exc)
+
+
+async def _improve_error(request: Request, exc: ImproveError) -> Response:
     errors = exc.errors if isinstance(exc, InvalidInput) else {}
+    if isinstance(exc, NotSignedIn):
+        if _wants_json(request):
+            response = _json(401, f"{exc} Send `Authorization: Bearer <API token>`.")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        if request.method in ("GET", "HEAD"):
+            next_path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/signin?next={quote(next_path)}", status_code=303)
     if _wants_json(request):
         return _json(exc.status_code, str(exc), errors)
     if isinstance(exc, LinkRefused):
@@ -139,26 +176,83 @@ class UnexpectedErrors:
             await response(scope, receive, send)
 
 
+class RouteOnlyAccessLog(logging.Filter):
+    """uvicorn's access log names the route (/approvals/{approval_id}/{token}), never the path
+    or query that was asked for, so no token from a link or a sign-in callback reaches a log."""
+
+    def __init__(self, app: FastAPI) -> None:
+        super().__init__()
+        self.app = app
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5:
+            client, method, path, version, status = args
+            record.args = (client, method, self.route_of(str(method), str(path)), version, status)
+        return True
+
+    def route_of(self, method: str, path: str) -> str:
+        scope = {"type": "http", "method": method, "path": path.split("?", 1)[0]}
+        for route in self.app.router.routes:
+            match, _ = route.matches(scope)
+            if match != Match.NONE:
+                return str(getattr(route, "path", "?"))
+        return "(no such route)"
+
+
+# The public routes: what people reach from an email, signing in, and the health check. Every
+# other route needs a signed-in colleague or an API token (tests/web/test_access.py checks it).
+PUBLIC_ROUTERS = (links.router, signin.router)
+
+
 def create_app() -> FastAPI:
     """The whole web app; `app` below is the instance uvicorn serves."""
     app = FastAPI(
         title="Improve",
         summary="Service improvement actions, from the idea to the measured result.",
         version="0.1.0",
+        # Served below to signed-in colleagues only.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.add_exception_handler(ImproveError, improve_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_middleware(UnexpectedErrors)
+    # Holds only the state of a sign-in with the identity provider, for ten minutes.
+    key = hashlib.sha256(b"improve:oidc:" + settings.secret_key.get_secret_value().encode())
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=key.hexdigest(),
+        session_cookie="improve_oidc",
+        max_age=600,
+        same_site="lax",
+        https_only=settings.base_url.startswith("https://"),
+    )
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
         """The stack waits for this before it says the web app is up."""
         return {"status": "ok"}
 
-    app.include_router(api.router)
-    app.include_router(links.router)
-    app.include_router(pages.router)
+    signed_in = [Depends(staff)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=signed_in)
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False, dependencies=signed_in)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Improve API")
+
+    for router in PUBLIC_ROUTERS:
+        app.include_router(router)
+    app.include_router(api.router, dependencies=signed_in)
+    app.include_router(pages.router, dependencies=signed_in)
+    if not settings.production:  # its messages hold live links: never where real people work
+        app.include_router(mailsink.router, dependencies=signed_in)
+    logging.getLogger("uvicorn.access").addFilter(RouteOnlyAccessLog(app))
     return app
 
 

@@ -3,7 +3,14 @@
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Path
+
+from models.db import MAX_INT
+
+# An id in an address: a number our integer columns can hold, or the address names nothing.
+Id = Annotated[int, Path(ge=1, le=MAX_INT)]
 
 ESTIMATE_FIELDS = ("estimated_cost", "annual_saving", "kwh", "kg_co2e", "kg_waste", "sheets_paper")
 WHOLE_NUMBER_FIELDS = {"sheets_paper"}
@@ -72,6 +79,8 @@ def _message(error: Mapping[str, Any]) -> str:
     ctx = error.get("ctx") or {}
     if kind == "missing":
         return "is required"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le'):,}"
     if kind == "greater_than_equal":
         return "cannot be negative" if ctx.get("ge") == 0 else f"must be at least {ctx.get('ge')}"
     if kind in {"float_parsing", "float_type", "int_parsing", "int_type", "finite_number"}:

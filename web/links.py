@@ -7,7 +7,7 @@ committed before the event is emitted, so a flow started by the event sees the d
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from sqlmodel import Session, select
 from starlette.responses import HTMLResponse
 
@@ -29,11 +29,13 @@ from tasks.approvals import record_decision
 from tasks.consent import opt_out, unsubscribe_url
 from tasks.links import check_action_link, check_approval_link
 from tasks.planning import complete_action
-from web.forms import parse_amount
+from web.forms import Id, parse_amount
+from web.limits import check_guesses
 from web.render import page
 from web.views import colleagues_by_id, levels_for
 
-router = APIRouter(include_in_schema=False)
+# Public: the token in each address is the permission, so refused ones count as guesses.
+router = APIRouter(include_in_schema=False, dependencies=[Depends(check_guesses)])
 
 PURPOSE_TEXT = {
     Purpose.improvement_updates: "updates about improvements to the service you receive",
@@ -74,7 +76,7 @@ def _approval_context(session: Session, approval: ApprovalRequest) -> dict[str, 
 
 
 @router.api_route("/approvals/{approval_id}/{token}", methods=["GET", "HEAD"])
-def show_approval(request: Request, approval_id: int, token: str) -> HTMLResponse:
+def show_approval(request: Request, approval_id: Id, token: str) -> HTMLResponse:
     """The improvement to decide, with Approve and Reject; changes nothing."""
     with Session(get_engine()) as session:
         approval = check_approval_link(session=session, approval_id=approval_id, token=token)
@@ -102,7 +104,7 @@ def _next_step(approval: ApprovalRequest, levels: int) -> str:
 @router.post("/approvals/{approval_id}/{token}")
 def decide_approval(
     request: Request,
-    approval_id: int,
+    approval_id: Id,
     token: str,
     decision: Annotated[str, Form()] = "",
     comment: Annotated[str, Form()] = "",
@@ -130,6 +132,7 @@ def decide_approval(
                     approve=decision == "approve",
                     comment=comment,
                     channel=Channel.email,
+                    token=token,
                 )
             except InvalidInput as exc:
                 session.rollback()
@@ -174,7 +177,7 @@ def _action_context(session: Session, action: ActionItem) -> dict[str, Any]:
 
 
 @router.api_route("/actions/{action_id}/{token}", methods=["GET", "HEAD"])
-def show_action(request: Request, action_id: int, token: str) -> HTMLResponse:
+def show_action(request: Request, action_id: Id, token: str) -> HTMLResponse:
     """The action item, with a form for its measured result; changes nothing."""
     with Session(get_engine()) as session:
         action = check_action_link(session=session, action_id=action_id, token=token)
@@ -184,7 +187,7 @@ def show_action(request: Request, action_id: int, token: str) -> HTMLResponse:
 @router.post("/actions/{action_id}/{token}")
 def complete_action_item(
     request: Request,
-    action_id: int,
+    action_id: Id,
     token: str,
     measured_saving: Annotated[str, Form()] = "",
     measured_kwh: Annotated[str, Form()] = "",
@@ -215,6 +218,7 @@ def complete_action_item(
                     by=owner.email if owner else "action link",
                     note=note,
                     channel=Channel.email,
+                    token=token,
                     **numbers,
                 )
             except InvalidInput as exc:
@@ -251,7 +255,7 @@ def _tampered() -> LinkRefused:
     )
 
 
-def _check_unsubscribe(session: Session, customer_id: int, purpose: str, token: str) -> Purpose:
+def _check_unsubscribe(session: Session, customer_id: Id, purpose: str, token: str) -> Purpose:
     # Same refusal for a bad purpose, a bad signature or an unknown customer (as opt_out does):
     # the link must not tell a stranger who our customers are.
     try:
@@ -265,7 +269,7 @@ def _check_unsubscribe(session: Session, customer_id: int, purpose: str, token: 
 
 
 @router.api_route("/unsubscribe/{customer_id}/{purpose}/{token}", methods=["GET", "HEAD"])
-def show_unsubscribe(request: Request, customer_id: int, purpose: str, token: str) -> HTMLResponse:
+def show_unsubscribe(request: Request, customer_id: Id, purpose: str, token: str) -> HTMLResponse:
     """Ask to confirm; changes nothing (mail scanners open links)."""
     with Session(get_engine()) as session:
         wanted = _check_unsubscribe(session, customer_id, purpose, token)
@@ -278,7 +282,7 @@ def show_unsubscribe(request: Request, customer_id: int, purpose: str, token: st
 
 
 @router.post("/unsubscribe/{customer_id}/{purpose}/{token}")
-def unsubscribe(request: Request, customer_id: int, purpose: str, token: str) -> HTMLResponse:
+def unsubscribe(request: Request, customer_id: Id, purpose: str, token: str) -> HTMLResponse:
     """Opt out: from the confirm page, or a mail client's RFC 8058 one-click POST."""
     with Session(get_engine()) as session:
         opt_out(session=session, customer_id=customer_id, purpose=purpose, token=token)

@@ -1,4 +1,8 @@
-"""Reading the local mail sink's Maildir, so the emails Improve sent can be read in the browser."""
+"""The local mail sink's Maildir, read in the browser and the API: development and tests only.
+
+Its messages hold live links, so web/app.py serves these routes to signed-in colleagues, and
+not at all in production.
+"""
 
 import email
 import email.policy
@@ -9,9 +13,16 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+from starlette.responses import HTMLResponse
 
 from improve.errors import NotFound
 from improve.settings import settings
+from web.render import page
 
 LINK = re.compile(r"https?://[^\s<>\"')\]]+")
 
@@ -122,3 +133,49 @@ def get_message(key: str) -> SinkMessage:
         return _read(box, key)
     except (KeyError, FileNotFoundError):
         raise NotFound("message", key) from None
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+router = APIRouter()
+
+
+@router.get("/mail", include_in_schema=False)
+def mail_list(request: Request) -> HTMLResponse:
+    """The emails the local SMTP sink received, newest first."""
+    return page(request, "mail_list.html", {"messages": list_messages(), "folder": str(sink_dir())})
+
+
+@router.get("/mail/{key}", include_in_schema=False)
+def mail_message(request: Request, key: str) -> HTMLResponse:
+    """One email: its text, its links, and its HTML in a sandboxed frame that runs no script."""
+    return page(request, "mail_message.html", {"message": get_message(key)})
+
+
+class MailOut(BaseModel):
+    key: str
+    sender: str = Field(serialization_alias="from")
+    to: list[str]
+    subject: str
+    date: datetime | None
+    text: str
+    links: list[str]
+    url: str
+
+
+@router.get("/api/mail", tags=["api"], response_model=list[MailOut], response_model_by_alias=True)
+def list_mail(limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[MailOut]:
+    """What the local SMTP sink received, newest first (empty until the first email)."""
+    return [
+        MailOut(
+            key=m.key,
+            sender=m.sender,
+            to=m.to,
+            subject=m.subject,
+            date=m.date,
+            text=m.text,
+            links=m.links,
+            url=f"{settings.base_url}/mail/{quote(m.key, safe='')}",
+        )
+        for m in list_messages(limit)
+    ]

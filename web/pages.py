@@ -1,4 +1,4 @@
-"""Staff pages: the dashboard, a page per improvement, the submission form and the mail sink."""
+"""Staff pages: the dashboard, a page per improvement and the submission form."""
 
 from typing import Annotated, Any
 
@@ -10,11 +10,18 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from improve.errors import InvalidInput
 from improve.formatting import payback_months
-from models import Category, Channel, Improvement, ImprovementCreate, Status
+from models import Access, Category, Channel, Colleague, Improvement, ImprovementCreate, Status
 from models.db import get_engine
 from tasks.impact import impact_totals
-from web import mailsink
-from web.forms import ESTIMATE_FIELDS, WHOLE_NUMBER_FIELDS, parse_amount, plain_errors, split_emails
+from web.auth import Staff, may_see_contacts
+from web.forms import (
+    ESTIMATE_FIELDS,
+    WHOLE_NUMBER_FIELDS,
+    Id,
+    parse_amount,
+    plain_errors,
+    split_emails,
+)
 from web.render import page
 from web.views import dashboard as load_dashboard
 from web.views import improvement_view, submit
@@ -34,7 +41,7 @@ FIELD_NAMES = {
     "title": "Title",
     "description": "Description",
     "category": "Category",
-    "submitter_email": "Your email",
+    "submitter_email": "On behalf of",
     "customer_emails": "Customers affected",
     "partner_emails": "Service partners affected",
     **{name: text for name, (text, _unit) in ESTIMATE_LABELS.items()},
@@ -82,12 +89,13 @@ def improvement_list(
 
 
 @router.get("/improvements/{improvement_id}")
-def improvement_page(request: Request, improvement_id: int) -> HTMLResponse:
+def improvement_page(request: Request, improvement_id: Id, colleague: Staff) -> HTMLResponse:
     """Everything about one improvement: estimates, results, people, approvals, plan, history."""
     with Session(get_engine()) as session:
         view = improvement_view(session, improvement_id)
         imp = view.improvement
         context = {
+            "see_contacts": may_see_contacts(colleague),
             "view": view,
             "imp": imp,
             "labels": ESTIMATE_LABELS,
@@ -123,7 +131,11 @@ class SubmitForm(BaseModel):
 
 
 def _submit_page(
-    request: Request, form: SubmitForm, errors: dict[str, str], status_code: int = 200
+    request: Request,
+    form: SubmitForm,
+    errors: dict[str, str],
+    colleague: Colleague,
+    status_code: int = 200,
 ) -> HTMLResponse:
     order = list(FIELD_NAMES)
     context: dict[str, Any] = {
@@ -135,24 +147,27 @@ def _submit_page(
         "categories": list(Category),
         "labels": ESTIMATE_LABELS,
         "field_names": FIELD_NAMES,
+        "on_behalf": Access(colleague.access).includes(Access.operations),
     }
     return page(request, "submit.html", context, status_code=status_code)
 
 
 @router.get("/submit")
-def submit_form(request: Request) -> HTMLResponse:
-    return _submit_page(request, SubmitForm(), {})
+def submit_form(request: Request, colleague: Staff) -> HTMLResponse:
+    return _submit_page(request, SubmitForm(), {}, colleague)
 
 
 @router.post("/submit")
-def submit_from_form(request: Request, form: Annotated[SubmitForm, Form()]) -> Response:
+def submit_from_form(
+    request: Request, form: Annotated[SubmitForm, Form()], colleague: Staff
+) -> Response:
     """Validate on the server, show each problem beside its field, or store and go to its page."""
     errors: dict[str, str] = {}
     data: dict[str, Any] = {
         "title": form.title,
         "description": form.description.strip(),
         "category": form.category,
-        "submitter_email": form.submitter_email.strip(),
+        "submitter_email": form.submitter_email.strip() or None,
         "customer_emails": split_emails(form.customer_emails),
         "partner_emails": split_emails(form.partner_emails),
     }
@@ -160,8 +175,6 @@ def submit_from_form(request: Request, form: Annotated[SubmitForm, Form()]) -> R
         value = parse_amount(getattr(form, name), name, errors, whole=name in WHOLE_NUMBER_FIELDS)
         if value is not None:
             data[name] = value
-    if not data["submitter_email"]:
-        errors["submitter_email"] = "is required: the colleague who suggests it"
     if not form.category:
         errors["category"] = "choose a category"
     try:
@@ -172,28 +185,9 @@ def submit_from_form(request: Request, form: Annotated[SubmitForm, Form()]) -> R
         create = None
     if create is not None and not errors:
         try:
-            improvement_id = submit(create, channel=Channel.web)
+            improvement_id = submit(create, channel=Channel.web, by=colleague)
         except InvalidInput as exc:
             errors.update(exc.errors)
         else:
             return RedirectResponse(f"/improvements/{improvement_id}", status_code=303)
-    return _submit_page(request, form, errors, status_code=422)
-
-
-# --- mail sink -------------------------------------------------------------------------------
-
-
-@router.get("/mail")
-def mail_list(request: Request) -> HTMLResponse:
-    """The emails the local SMTP sink received, newest first."""
-    return page(
-        request,
-        "mail_list.html",
-        {"messages": mailsink.list_messages(), "folder": str(mailsink.sink_dir())},
-    )
-
-
-@router.get("/mail/{key}")
-def mail_message(request: Request, key: str) -> HTMLResponse:
-    """One email: its text, its links, and its HTML in a sandboxed frame that runs no script."""
-    return page(request, "mail_message.html", {"message": mailsink.get_message(key)})
+    return _submit_page(request, form, errors, colleague, status_code=422)

@@ -11,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.responses import HTMLResponse
 
 from improve.formatting import FILTERS, payback_months
+from improve.settings import settings
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "web"
 
@@ -60,6 +61,13 @@ def page(
     headers = dict(SECURITY_HEADERS)
     if private:
         headers.update(PRIVATE_HEADERS)
+    values = {
+        # Who is signed in (set by web.auth.staff) for the header and every form's CSRF token.
+        "signed_in": getattr(request.state, "colleague", None),
+        "csrf_token": getattr(request.state, "csrf_token", ""),
+        "mail_sink": not settings.production,
+        **(context or {}),
+    }
     return templates.TemplateResponse(
-        request, name, dict(context or {}), status_code=status_code, headers=headers
+        request, name, values, status_code=status_code, headers=headers
     )

@@ -195,7 +195,7 @@ def dashboard(session: Session, *, recent: int = 12, waiting: int = 50) -> Dashb
     )
 
 
-def submit(data: ImprovementCreate, *, channel: Channel) -> int:
+def submit(data: ImprovementCreate, *, channel: Channel, by: Colleague) -> int:
     """Store a submission, commit, then announce it; returns its id or raises InvalidInput.
 
     submit_improvement checks everything before it writes, and nothing is committed on an error,
@@ -205,7 +205,7 @@ def submit(data: ImprovementCreate, *, channel: Channel) -> int:
     if errors:
         raise InvalidInput(errors)
     with Session(get_engine()) as session:
-        improvement = submit_improvement(session=session, data=data, channel=channel)
+        improvement = submit_improvement(session=session, data=data, channel=channel, by=by)
         session.commit()
         improvement_id, submitter_id = improvement.id, improvement.submitter_id
     assert improvement_id is not None

@@ -30,7 +30,7 @@ from tasks.approvals import (
     route_improvement,
     undecided_improvements_needing_advance,
 )
-from tests.factories import make_approver, make_authority, make_colleague, make_improvement
+from tests.factories import link_in, make_approver, make_authority, make_colleague, make_improvement
 
 FLOW = "advance-improvement"
 
@@ -96,7 +96,7 @@ def token_of(session: Session, approval_id: int, kind: str = "request") -> str:
     row = session.exec(
         select(OutboxEmail).where(OutboxEmail.idempotency_key == f"approval:{approval_id}:{kind}")
     ).one()
-    return row.context["url"].rsplit("/", 1)[-1]
+    return link_in(row).rsplit("/", 1)[-1]
 
 
 def history(session: Session, improvement_id: int) -> list[Transition]:
@@ -139,12 +139,11 @@ def test_routing_asks_the_approver_by_email_with_a_link_that_acts(
     assert email.recipient == org.sam.email
     assert email.template == "approval_request"
     assert email.improvement_id == improvement.id
-    context = email.context
-    token = context["url"].rsplit("/", 1)[-1]
-    assert context["url"] == links.approval_url(request.id, token)
+    token = link_in(email).rsplit("/", 1)[-1]
+    assert link_in(email) == links.approval_url(request.id, token)
     assert request.token_hash == links.hash_token(token)  # only the hash is stored
     assert token not in request.token_hash
-    assert context | {"url": "..."} == {
+    assert mail.context_of(email) | {"url": "..."} == {
         "approver_name": "Sam Lee",
         "on_behalf_of_name": None,
         "reference": improvement.reference,
@@ -592,11 +591,11 @@ def test_queued_approval_emails_render_with_the_link(session: Session, org: Org)
     session.commit()
 
     for row in outbox(session):
-        rendered = mail.render(row.template, row.context)
+        rendered = mail.render(row.template, mail.context_of(row))
         assert improvement.reference in rendered.subject + rendered.text
         if row.template == "approval_request":
-            assert row.context["url"] in rendered.text
-            assert row.context["url"] in rendered.html
+            assert link_in(row) in rendered.text
+            assert link_in(row) in rendered.html
         else:
             assert "Not now" in rendered.text
 

@@ -13,6 +13,7 @@ from tasks.impact import (
     improvements_to_announce,
 )
 from tests.factories import (
+    link_in,
     make_approved_improvement,
     make_approver,
     make_colleague,
@@ -99,14 +100,14 @@ def test_completion_is_told_to_consenting_customers_partners_and_the_submitter_o
     assert ruth.recipient == html_fan.email and ruth.template == "customer_notice"
     assert ruth.context["customer_name"] == "Ruth Ames"
     assert ruth.context["impact_lines"] == ["About 24,000 sheets of paper a year"]
-    assert ruth.context["unsubscribe_url"] == unsubscribe_url(html_fan.id, "improvement_updates")
+    assert link_in(ruth, "unsubscribe_url") == unsubscribe_url(html_fan.id, "improvement_updates")
     assert ruth.context["text_only"] is False
     assert rows[f"{prefix}:customer:{plain.id}"].context["text_only"] is True
     inkwell = rows[f"{prefix}:partner:{partner.id}"]
     assert (inkwell.template, inkwell.context["contact_name"]) == ("partner_notice", "Bo Lind")
     thanks = rows[f"{prefix}:submitter"]
     assert (thanks.recipient, thanks.context["customer_name"]) == (submitter.email, "Asha Patel")
-    assert thanks.context["unsubscribe_url"] is None
+    assert "sealed_links" not in thanks.context
     assert improvements_to_announce(session=session) == []
 
     again = announce_completion(session=session, improvement_id=improvement.id)
@@ -187,7 +188,7 @@ def test_impact_totals_add_up_estimates_measured_results_and_statuses(session: S
 
 
 def test_every_email_of_a_whole_plan_renders_for_its_reader(session: Session) -> None:
-    from tasks.mail import build_message, render
+    from tasks.mail import build_message, context_of, render
     from tasks.planning import (
         complete_action,
         complete_improvement,
@@ -227,7 +228,7 @@ def test_every_email_of_a_whole_plan_renders_for_its_reader(session: Session) ->
     rows = list(session.exec(select(OutboxEmail).order_by(OutboxEmail.id)).all())
     assert {r.template for r in rows} == {"action_assigned", "customer_notice", "partner_notice"}
     for row in rows:
-        rendered = render(row.template, row.context)
+        rendered = render(row.template, context_of(row))
         assert improvement.title in rendered.subject or row.template == "action_assigned"
         assert "Paperless statements & letters" in rendered.text  # plain text is not escaped
         assert "Paperless statements &amp; letters" in rendered.html
@@ -241,7 +242,7 @@ def test_every_email_of_a_whole_plan_renders_for_its_reader(session: Session) ->
             assert message.get_content_type() == "text/plain"
         if row.recipient == html_fan.email:
             assert message.get_content_type() == "multipart/alternative"
-            assert message["List-Unsubscribe"] == f"<{row.context['unsubscribe_url']}>"
+            assert message["List-Unsubscribe"] == f"<{context_of(row)['unsubscribe_url']}>"
     ruth_final = next(
         r
         for r in rows
@@ -249,5 +250,6 @@ def test_every_email_of_a_whole_plan_renders_for_its_reader(session: Session) ->
         and r.idempotency_key.startswith("notice:")
     )
     assert (
-        "About 24,000 sheets of paper a year" in render("customer_notice", ruth_final.context).text
+        "About 24,000 sheets of paper a year"
+        in render("customer_notice", context_of(ruth_final)).text
     )

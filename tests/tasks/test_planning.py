@@ -31,6 +31,7 @@ from tasks.planning import (
     run_automatic_step,
 )
 from tests.factories import (
+    link_in,
     make_approved_improvement,
     make_approver,
     make_colleague,
@@ -153,7 +154,7 @@ def test_an_approved_improvement_gets_a_plan_owners_due_dates_and_working_action
     assert ctx["improvement_title"] == ctx["title"] == "One form for address changes"
     assert ctx["due_on"] == "2026-07-22"
     for email, item in zip(emails, items, strict=True):
-        action_id, token = token_from(email.context["url"])
+        action_id, token = token_from(link_in(email))
         assert action_id == item.id
         assert check_action_link(session=session, action_id=action_id, token=token).id == item.id
 
@@ -239,7 +240,7 @@ def test_completing_an_action_records_the_result_and_a_second_completion_is_refu
         session, make_colleague(session), category=Category.energy
     )
     item = plan_actions(session=session, improvement_id=improvement.id, actor="flow")[2]
-    token = token_from(outbox(session)[2].context["url"])[1]
+    token = token_from(link_in(outbox(session)[2]))[1]
     session.commit()
 
     done = complete_action(
@@ -327,10 +328,11 @@ def test_automatic_steps_wait_their_turn_then_tell_each_consenting_customer_once
         session.commit()
     notices = outbox(session, "customer_notice")
     assert sorted(n.recipient for n in notices) == sorted([html_fan.email, plain.email])
+    by_email = {n.recipient: n for n in notices}
     by_recipient = {n.recipient: n.context for n in notices}
     assert by_recipient[plain.email]["text_only"] is True
     assert by_recipient[html_fan.email]["text_only"] is False
-    assert by_recipient[html_fan.email]["unsubscribe_url"].startswith(
+    assert link_in(by_email[html_fan.email], "unsubscribe_url").startswith(
         f"http://127.0.0.1:8000/unsubscribe/{html_fan.id}/improvement_updates/"
     )
     # Mid-plan nothing is achieved yet: the estimate is said as an expectation, not listed.

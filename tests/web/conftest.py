@@ -9,15 +9,61 @@ from prefect.events.clients import AssertingEventsClient
 from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from models import Access, Colleague
+from models.db import session_scope
+from tasks.signin import start_session
+from web import auth
 from web.app import create_app
+from web.limits import reset_all
+
+
+@pytest.fixture(autouse=True)
+def _fresh_limits() -> None:
+    """Each test starts with no sign-in requests or refused tokens counted against it."""
+    reset_all()
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    """httpx speaking HTTP to the app in process; redirects are not followed, so tests see them."""
+async def anonymous() -> AsyncIterator[httpx.AsyncClient]:
+    """httpx speaking HTTP to the app in process, signed in as nobody; redirects are not
+    followed, so tests see them."""
     transport = httpx.ASGITransport(app=create_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
+
+
+def sign_in(client: httpx.AsyncClient, colleague: Colleague) -> None:
+    """Give the client a session for this colleague, as following a sign-in link does, and the
+    CSRF header its forms would carry."""
+    assert colleague.id is not None
+    with session_scope() as session:
+        token = start_session(session=session, colleague_id=colleague.id, via="email")
+    client.cookies.set(auth.COOKIE, auth.sign_cookie(token))
+    client.headers["X-CSRF-Token"] = auth.csrf_token_for(token)
+
+
+@pytest.fixture
+def operator() -> Colleague:
+    """The signed-in colleague of `client`: in operations, so they may submit for others."""
+    with session_scope() as session:
+        colleague = Colleague(
+            name="Olu Operations",
+            email="olu.operations@example.org",
+            team="Operations",
+            role="Operations analyst",
+            access=Access.operations,
+        )
+        session.add(colleague)
+    return colleague
+
+
+@pytest.fixture
+async def client(
+    anonymous: httpx.AsyncClient, operator: Colleague
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in process, signed in as `operator`."""
+    sign_in(anonymous, operator)
+    yield anonymous
 
 
 class Events:

@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 from models import ActionItem, ActionStatus, Category, Channel, OutboxEmail, Status
 from tasks.approvals import advance_after_decision, route_improvement
 from tasks.planning import plan_actions
-from tests.factories import make_approver, make_colleague
+from tests.factories import link_in, make_approver, make_colleague
 from tests.web.conftest import Events
 from tests.web.helpers import snapshot
 
@@ -17,7 +17,7 @@ def _link(session: Session, template: str) -> list[str]:
     rows = session.exec(
         select(OutboxEmail).where(OutboxEmail.template == template).order_by(OutboxEmail.id)  # type: ignore[arg-type]
     ).all()
-    return [urlsplit(row.context["url"]).path for row in rows]
+    return [urlsplit(link_in(row)).path for row in rows]
 
 
 async def test_submit_route_approve_and_act_through_the_pages(

@@ -96,7 +96,6 @@ async def test_every_problem_is_named_beside_its_field_and_the_input_kept(
     errors = {
         "title": "needs at least 3 characters",
         "category": "choose a category",
-        "submitter_email": "is required",
         "estimated_cost": "cannot be negative",
         "annual_saving": "is not a number",
         "sheets_paper": "must be a whole number",
