@@ -7,6 +7,7 @@ from sqlmodel import Session, select
 
 from improve.settings import settings
 from models import (
+    Access,
     Authority,
     Category,
     Channel,
@@ -128,6 +129,10 @@ DEPUTIES = {
     "Dana Okafor": "Hamid Rahman",
 }
 ABSENT = "Tom Barker"  # on leave this week, so the demo shows a deputy acting
+# Everyone else is a plain colleague: they submit in their own name and see no customer contacts.
+ACCESS = {"Dana Okafor": Access.admin, "Hamid Rahman": Access.operations}
+# Who `improve up --demo` offers to sign in as: operations, so every page shows everything.
+DEMO_SIGN_IN = "Hamid Rahman"
 
 PARTNERS = [
     ("Swift Parcels", "Courier", "Collections and deliveries; diesel vans"),
@@ -453,7 +458,13 @@ def seed(*, session: Session) -> dict[str, int]:
     for name, team, role, authorities in COLLEAGUES:
         # The head of operations is the fallback approver when nobody's authority covers a request.
         email = settings.fallback_approver if name == "Dana Okafor" else email_of(name)
-        colleague = Colleague(name=name, email=email, team=team, role=role)
+        colleague = Colleague(
+            name=name,
+            email=email,
+            team=team,
+            role=role,
+            access=ACCESS.get(name, Access.colleague),
+        )
         if name == ABSENT:
             colleague.absent_from, colleague.absent_to = (
                 today - timedelta(days=1),

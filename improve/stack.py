@@ -325,6 +325,8 @@ def up(
             for improvement_id in submitted:
                 events.emit(events.SUBMITTED, improvement_id=improvement_id)
             _print_urls(console, stack, sink is not None, smtp_port)
+            if demo:
+                _print_demo_sign_in(console, stack)
             while True:
                 stack.check_alive()
                 time.sleep(0.5)
@@ -359,6 +361,27 @@ def _seed_demo(console: Any) -> list[int]:
     with session_scope() as session:
         ids = session.exec(select(Improvement.id).where(Improvement.status == Status.submitted))
         return [i for i in ids if i is not None]
+
+
+def _print_demo_sign_in(console: Any, stack: Stack) -> None:
+    """How to sign in as a demo colleague: a single-use link, made for whoever started Improve."""
+    from improve.demo import DEMO_SIGN_IN, email_of
+    from improve.settings import settings
+    from models.db import session_scope
+    from tasks.signin import find_colleague, new_sign_in_link
+
+    email = email_of(DEMO_SIGN_IN)
+    with session_scope() as session:
+        colleague = find_colleague(session=session, email=email)
+        if colleague is None:
+            return
+        _, token = new_sign_in_link(session=session, colleague=colleague)
+    console.print(
+        f"Sign in as {DEMO_SIGN_IN} (operations, {email}) by opening this link once, within "
+        f"{settings.sign_in_link_minutes} minutes:\n  {stack.web_url}/signin/{token}\n"
+        "Later, `improve sign-in-link EMAIL` prints a fresh link for any demo colleague, or ask "
+        f"for one at {stack.web_url}/signin (signed in, the emails are at {stack.web_url}/mail)."
+    )
 
 
 def _print_urls(console: Any, stack: Stack, sink: bool, smtp_port: int | None) -> None:

@@ -12,6 +12,7 @@ from urllib.parse import quote
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -162,7 +163,9 @@ class UnexpectedErrors:
         try:
             await self.app(scope, receive, tracked_send)
         except Exception:
-            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            # The route, not the path: a path may hold a token, and logs are read by many.
+            route = getattr(scope.get("route"), "path", "(no route)")
+            log.exception("unexpected error on %s %s", scope.get("method"), route)
             if started:  # too late to answer with a page; the connection is closed instead
                 raise
             request = Request(scope)
@@ -193,11 +196,19 @@ class RouteOnlyAccessLog(logging.Filter):
 
     def route_of(self, method: str, path: str) -> str:
         scope = {"type": "http", "method": method, "path": path.split("?", 1)[0]}
-        for route in self.app.router.routes:
+        for route in served_routes(self.app):
             match, _ = route.matches(scope)
             if match != Match.NONE:
-                return str(getattr(route, "path", "?"))
+                return str(route.path)
         return "(no such route)"
+
+
+def served_routes(app: FastAPI) -> list[Any]:
+    """Every route the app serves, each with its path template, methods and `matches`.
+
+    FastAPI 0.150 keeps an included router as one entry of `app.routes`; this opens them up.
+    """
+    return list(iter_route_contexts(app.routes))
 
 
 # The public routes: what people reach from an email, signing in, and the health check. Every
@@ -252,7 +263,10 @@ def create_app() -> FastAPI:
     app.include_router(pages.router, dependencies=signed_in)
     if not settings.production:  # its messages hold live links: never where real people work
         app.include_router(mailsink.router, dependencies=signed_in)
-    logging.getLogger("uvicorn.access").addFilter(RouteOnlyAccessLog(app))
+    access_log = logging.getLogger("uvicorn.access")
+    for old in [f for f in access_log.filters if isinstance(f, RouteOnlyAccessLog)]:
+        access_log.removeFilter(old)  # the app made last is the one served
+    access_log.addFilter(RouteOnlyAccessLog(app))
     return app
 
 

@@ -116,9 +116,10 @@ def use_link(request: Request, token: str, next: str = "/") -> Response:
     with Session(get_engine()) as session:
         colleague = use_sign_in_link(session=session, token=token)
         session.commit()
-    assert colleague.id is not None
-    log.info("%s signed in by emailed link", colleague.email)
-    return _signed_in_redirect(colleague.id, "email", next)
+        colleague_id, email = colleague.id, colleague.email
+    assert colleague_id is not None
+    log.info("%s signed in by emailed link", email)
+    return _signed_in_redirect(colleague_id, "email", next)
 
 
 @router.post("/signout")
@@ -192,10 +193,11 @@ async def oidc_callback(request: Request) -> Response:
         )
     with Session(get_engine()) as session:
         colleague = find_colleague(session=session, email=email)
-    if colleague is None or colleague.id is None:
+        colleague_id = colleague.id if colleague is not None else None
+    if colleague_id is None:
         raise Forbidden(
             f"{email} is not the email of an active colleague in Improve. "
             "Ask an admin to add you, or sign in with the address Improve knows."
         )
-    log.info("%s signed in with %s", colleague.email, settings.oidc_issuer)
-    return _signed_in_redirect(colleague.id, "oidc", request.session.pop("next", "/"))
+    log.info("%s signed in with %s", email, settings.oidc_issuer)
+    return _signed_in_redirect(colleague_id, "oidc", request.session.pop("next", "/"))
