@@ -12,6 +12,12 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The browser tests (tests/browser) drive Debian's chromium; Playwright's own download is not used.
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'
+
 install: $(BIN)/.installed
 
 ## Start Improve with demo data: Prefect server and flows, web app, mail sink (Ctrl-C stops).
@@ -19,11 +25,11 @@ up: install
 	$(BIN)/improve up --demo
 
 ## The whole test suite on SQLite (unit, flow and end-to-end tests).
-test: install
+test: install $(CHROMIUM)
 	$(BIN)/pytest
 
 ## The same suite on the local PostgreSQL server.
-test-pg: install
+test-pg: install $(CHROMIUM)
 	IMPROVE_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest
 
 ## What CI runs: lint, then the suite on SQLite and on PostgreSQL.

@@ -12,13 +12,15 @@ from sqlmodel import Session, select
 from improve import events
 from improve.errors import ImproveError, field_errors
 from models import Category, Channel, Colleague, ImprovementCreate, OutboxEmail, OutboxStatus
-from models.db import get_engine, init_db, session_scope
+from models.db import get_engine, init_db, schema_revision, session_scope
 
 app = typer.Typer(help="Improve: service improvements from idea to measured result.")
 db_app = typer.Typer(help="The Improve database.")
 outbox_app = typer.Typer(help="The email outbox.")
+token_app = typer.Typer(help="API tokens for scripts and other systems.")
 app.add_typer(db_app, name="db")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(token_app, name="token")
 console = Console()
 err = Console(stderr=True)
 
@@ -28,11 +30,20 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database to the newest schema, creating it if need be (safe to run again)."""
+    init_db()
+    console.print(
+        f"Database ready at [bold]{get_engine().url.render_as_string()}[/], "
+        f"at revision [bold]{schema_revision()}[/]"
+    )
+
+
 @db_app.command("init")
 def db_init() -> None:
-    """Create the tables (safe to run again)."""
-    init_db()
-    console.print(f"Database ready at [bold]{get_engine().url.render_as_string()}[/]")
+    """The same as `improve db upgrade`."""
+    db_upgrade()
 
 
 @app.command()
@@ -132,6 +143,84 @@ def outbox_list(
                 row.last_error[:60], style=style,
             )  # fmt: skip
     console.print(table)
+
+
+@token_app.command("create")
+def token_create(
+    colleague: Annotated[str, typer.Option(help="Email of the colleague the token acts as.")],
+    name: Annotated[str, typer.Option(help="What it is for, e.g. 'billing export'.")],
+) -> None:
+    """Make an API token; it is printed once, and only its hash is kept."""
+    from tasks.signin import create_api_token
+
+    try:
+        with session_scope() as session:
+            row, token = create_api_token(session=session, email=colleague, name=name)
+            token_id = row.id
+    except ImproveError as exc:
+        fail(str(exc))
+    console.print(f"API token {token_id} ({name}) acting as {colleague.lower()}:")
+    print(token)  # noqa: T201  (alone on its line, so a script can read it)
+    console.print(
+        "Keep it secret: it is shown only now. Send it as `Authorization: Bearer <token>`; "
+        f"`improve token revoke {token_id}` stops it."
+    )
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """The API tokens, whom they act as, and when each was last used."""
+    from models import ApiToken
+
+    table = Table("id", "name", "acts as", "created", "last used", "revoked")
+    with Session(get_engine()) as session:
+        rows = session.exec(
+            select(ApiToken, Colleague)
+            .join(Colleague, Colleague.id == ApiToken.colleague_id)  # type: ignore[arg-type]
+            .order_by(ApiToken.id)  # type: ignore[arg-type]
+        ).all()
+        for token, colleague in rows:
+            table.add_row(
+                str(token.id), token.name, colleague.email, f"{token.created_at:%Y-%m-%d %H:%M}",
+                f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never",
+                f"{token.revoked_at:%Y-%m-%d %H:%M}" if token.revoked_at else "",
+            )  # fmt: skip
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.")]) -> None:
+    """Stop a token: from now on it opens nothing."""
+    from tasks.signin import revoke_api_token
+
+    try:
+        with session_scope() as session:
+            row = revoke_api_token(session=session, token_id=token_id)
+            name, when = row.name, row.revoked_at
+    except ImproveError as exc:
+        fail(str(exc))
+    console.print(f"API token {token_id} ({name}) revoked at {when:%Y-%m-%d %H:%M} UTC.")
+
+
+@app.command("sign-in-link")
+def sign_in_link(
+    email: Annotated[str, typer.Argument(help="The colleague's email.")],
+) -> None:
+    """Print a single-use sign-in link for a colleague (for whoever runs Improve: the first
+    sign-in, or where no mail reaches the colleague yet)."""
+    from improve.settings import settings
+    from tasks.signin import find_colleague, new_sign_in_link, sign_in_url
+
+    with session_scope() as session:
+        colleague = find_colleague(session=session, email=email)
+        if colleague is None:
+            fail(f"no active colleague has the email {email!r}")
+        _, token = new_sign_in_link(session=session, colleague=colleague)
+        name = colleague.name
+    console.print(
+        f"Sign in as {name} with this link (once, within {settings.sign_in_link_minutes} minutes):"
+    )
+    print(sign_in_url(token))  # noqa: T201
 
 
 @app.command()

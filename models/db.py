@@ -3,12 +3,16 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session, create_engine
 
 from improve.settings import settings
 
@@ -79,10 +83,44 @@ def get_engine() -> Engine:
     return engine
 
 
-def init_db() -> None:
-    import models  # noqa: F401  (registers every table)
+# alembic.ini sits at the root of the source tree, beside this package (installed editable).
+ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+# The revision whose tables `SQLModel.metadata.create_all` made before Alembic owned the schema.
+BASELINE_REVISION = "0001"
 
-    SQLModel.metadata.create_all(engine)
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration; given a connection, migrations run on that database."""
+    config = Config(ALEMBIC_INI)
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def init_db() -> None:
+    """Bring the database to the newest schema: run every Alembic revision it lacks."""
+    with engine.connect() as connection:
+        config = alembic_config(connection)
+        if _made_by_create_all():
+            command.stamp(config, BASELINE_REVISION)
+        command.upgrade(config, "head")
+
+
+def _made_by_create_all() -> bool:
+    """Whether the database predates migrations: 0001's tables, but no alembic_version.
+
+    Such a database is stamped at 0001, so upgrading adds only the revisions after it instead of
+    creating its tables again.
+    """
+    with engine.connect() as connection:
+        tables = set(sa.inspect(connection).get_table_names())
+    return "improvement" in tables and "alembic_version" not in tables
+
+
+def schema_revision() -> str | None:
+    """The Alembic revision the database is at; None if it has none yet."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
 
 
 @contextmanager

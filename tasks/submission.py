@@ -63,13 +63,15 @@ def submit_improvement(
         session.add(ImprovementCustomer(improvement_id=improvement.id, customer_id=customer_id))
     for partner_id in partners:
         session.add(ImprovementPartner(improvement_id=improvement.id, partner_id=partner_id))
-    on_behalf = by is not None and by.id != submitter.id
+    by = by or submitter
     record_creation(
         session=session,
         improvement=improvement,
-        actor=by.email if by is not None else submitter.email,
+        actor=by.email,
         channel=channel,
-        reason=f"submitted by {by.name} on behalf of {submitter.name}" if on_behalf else "",
+        reason=f"submitted by {by.name} on behalf of {submitter.name}"
+        if by.id != submitter.id
+        else "",
     )
     return improvement
 

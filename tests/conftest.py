@@ -34,7 +34,10 @@ from models import db  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def _schema() -> Iterator[None]:
+    # From nothing, as a new installation: alembic_version goes too, or no revision would run.
     SQLModel.metadata.drop_all(db.get_engine())
+    with db.get_engine().begin() as connection:
+        connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
     db.init_db()
     yield
     db.get_engine().dispose()

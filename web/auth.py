@@ -93,7 +93,8 @@ async def staff(
 ) -> Colleague:
     """The signed-in colleague, or NotSignedIn (a redirect to sign in, or 401 for the API)."""
     check_guesses(request)
-    with Session(get_engine()) as session:
+    # The colleague outlives this session (handlers read it), so committing must not expire it.
+    with Session(get_engine(), expire_on_commit=False) as session:
         if credentials is not None:
             colleague = api_token_colleague(session=session, token=credentials.credentials)
             session.commit()

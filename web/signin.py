@@ -4,7 +4,6 @@ import logging
 from datetime import timedelta
 from typing import Annotated, Any
 
-from authlib.integrations.starlette_client import OAuth, OAuthError
 from fastapi import APIRouter, Depends, Form, Request
 from sqlmodel import Session
 from starlette.background import BackgroundTask
@@ -102,6 +101,80 @@ def request_link(
     return response
 
 
+# --- OpenID Connect (before /signin/{token}, which would take /signin/oidc) ------------------
+
+_oauth: dict[tuple[str, str], Any] = {}
+
+
+def _provider() -> Any:
+    """The Authlib client for the configured provider (made once per issuer and client)."""
+    if not settings.oidc_configured:
+        raise LinkRefused("tampered", "Sign-in with an identity provider is not set up here.", 404)
+    key = (settings.oidc_issuer, settings.oidc_client_id)
+    if key not in _oauth:
+        # Imported here: only an organisation with a provider pays for Authlib's import.
+        from authlib.integrations.starlette_client import OAuth
+
+        oauth = OAuth()
+        _oauth[key] = oauth.register(
+            "provider",
+            server_metadata_url=settings.oidc_issuer.rstrip("/")
+            + "/.well-known/openid-configuration",
+            client_id=settings.oidc_client_id,
+            client_secret=settings.oidc_client_secret.get_secret_value(),
+            client_kwargs={"scope": "openid email profile", "code_challenge_method": "S256"},
+        )
+    return _oauth[key]
+
+
+def callback_url() -> str:
+    return f"{settings.base_url}/signin/oidc/callback"
+
+
+@router.get("/signin/oidc")
+async def oidc_start(request: Request, next: str = "/") -> Response:
+    """Send the browser to the provider; it comes back to the callback."""
+    provider = _provider()
+    request.session["next"] = safe_next(next)
+    response: Response = await provider.authorize_redirect(request, callback_url())
+    return response
+
+
+@router.get("/signin/oidc/callback")
+async def oidc_callback(request: Request) -> Response:
+    """Check what the provider says (signature, issuer, audience, nonce), then map the verified
+    email claim to an active colleague."""
+    from authlib.integrations.base_client import OAuthError
+
+    provider = _provider()
+    try:
+        token = await provider.authorize_access_token(request)
+    except OAuthError as exc:
+        raise LinkRefused(
+            "tampered", f"The identity provider did not sign you in: {exc.description}", 400
+        ) from None
+    claims = token.get("userinfo") or {}
+    email = str(claims.get("email") or "")
+    if not email or claims.get("email_verified") is False:
+        raise Forbidden(
+            "Your identity provider did not confirm an email address, so Improve cannot tell "
+            "which colleague you are."
+        )
+    with Session(get_engine()) as session:
+        colleague = find_colleague(session=session, email=email)
+        colleague_id = colleague.id if colleague is not None else None
+    if colleague_id is None:
+        raise Forbidden(
+            f"{email} is not the email of an active colleague in Improve. "
+            "Ask an admin to add you, or sign in with the address Improve knows."
+        )
+    log.info("%s signed in with %s", email, settings.oidc_issuer)
+    return _signed_in_redirect(colleague_id, "oidc", request.session.pop("next", "/"))
+
+
+# --- emailed links ---------------------------------------------------------------------------
+
+
 @router.api_route("/signin/{token}", methods=["GET", "HEAD"])
 def show_link(request: Request, token: str) -> HTMLResponse:
     """Who the link signs in, with a button; changes nothing (mail scanners open links)."""
@@ -135,69 +208,3 @@ async def sign_out(request: Request) -> Response:
     response = RedirectResponse("/signin?signed_out=true", status_code=303)
     auth.clear_session_cookie(response)
     return response
-
-
-# --- OpenID Connect --------------------------------------------------------------------------
-
-_oauth: dict[tuple[str, str], Any] = {}
-
-
-def _provider() -> Any:
-    """The Authlib client for the configured provider (made once per issuer and client)."""
-    if not settings.oidc_configured:
-        raise LinkRefused("tampered", "Sign-in with an identity provider is not set up here.", 404)
-    key = (settings.oidc_issuer, settings.oidc_client_id)
-    if key not in _oauth:
-        oauth = OAuth()
-        _oauth[key] = oauth.register(
-            "provider",
-            server_metadata_url=settings.oidc_issuer.rstrip("/")
-            + "/.well-known/openid-configuration",
-            client_id=settings.oidc_client_id,
-            client_secret=settings.oidc_client_secret.get_secret_value(),
-            client_kwargs={"scope": "openid email profile", "code_challenge_method": "S256"},
-        )
-    return _oauth[key]
-
-
-def callback_url() -> str:
-    return f"{settings.base_url}/signin/oidc/callback"
-
-
-@router.get("/signin/oidc")
-async def oidc_start(request: Request, next: str = "/") -> Response:
-    """Send the browser to the provider; it comes back to the callback."""
-    provider = _provider()
-    request.session["next"] = safe_next(next)
-    response: Response = await provider.authorize_redirect(request, callback_url())
-    return response
-
-
-@router.get("/signin/oidc/callback")
-async def oidc_callback(request: Request) -> Response:
-    """Check what the provider says (signature, issuer, audience, nonce), then map the verified
-    email claim to an active colleague."""
-    provider = _provider()
-    try:
-        token = await provider.authorize_access_token(request)
-    except OAuthError as exc:
-        raise LinkRefused(
-            "tampered", f"The identity provider did not sign you in: {exc.description}", 400
-        ) from None
-    claims = token.get("userinfo") or {}
-    email = str(claims.get("email") or "")
-    if not email or claims.get("email_verified") is False:
-        raise Forbidden(
-            "Your identity provider did not confirm an email address, so Improve cannot tell "
-            "which colleague you are."
-        )
-    with Session(get_engine()) as session:
-        colleague = find_colleague(session=session, email=email)
-        colleague_id = colleague.id if colleague is not None else None
-    if colleague_id is None:
-        raise Forbidden(
-            f"{email} is not the email of an active colleague in Improve. "
-            "Ask an admin to add you, or sign in with the address Improve knows."
-        )
-    log.info("%s signed in with %s", email, settings.oidc_issuer)
-    return _signed_in_redirect(colleague_id, "oidc", request.session.pop("next", "/"))

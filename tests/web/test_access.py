@@ -194,3 +194,20 @@ async def test_production_serves_no_mail_sink(
         assert (await client.get("/mail")).status_code == 404
         assert (await client.get("/api/mail")).status_code == 404
         assert 'href="/mail"' not in (await client.get("/")).text
+
+
+async def test_a_script_submits_with_its_api_token(
+    anonymous: httpx.AsyncClient, session: Session
+) -> None:
+    asha = make_colleague(session, "Asha Patel")
+    made = runner.invoke(cli, ["token", "create", "--colleague", asha.email, "--name", "script"])
+    [token] = re.findall(r"^imp_\S+$", made.output, re.M)
+
+    created = await anonymous.post(
+        "/api/improvements",
+        json={"title": "Paperless payslips", "category": "resource"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert created.status_code == 201, created.text
+    assert created.json()["submitter_id"] == asha.id
