@@ -513,7 +513,9 @@ def _remind(
     session.refresh(request)
     if reminded.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    links.retire(session=session, token_hash=replaced_hash, kind="approval", target_id=request.id)
+    links.retire(
+        session=session, token_hash=replaced_hash, kind="approval", target_id=request.id, at=now
+    )
     _queue_request_email(
         session, improvement, request, token, key=f"approval:{request.id}:reminder", reminder=True
     )

@@ -65,10 +65,14 @@ def _same(stored: str | None, offered: str) -> bool:
     return stored is not None and hmac.compare_digest(stored, offered)
 
 
-def retire(*, session: Session, token_hash: str | None, kind: str, target_id: int | None) -> None:
-    """Remember that a newer email replaced this link, so the old one can say so."""
+def retire(
+    *, session: Session, token_hash: str | None, kind: str, target_id: int | None, at: datetime
+) -> None:
+    """Remember that a newer email, sent `at`, replaced this link, so the old one can say so."""
     if token_hash and target_id is not None and session.get(RetiredLink, token_hash) is None:
-        session.add(RetiredLink(token_hash=token_hash, kind=kind, target_id=target_id))
+        session.add(
+            RetiredLink(token_hash=token_hash, kind=kind, target_id=target_id, replaced_at=at)
+        )
 
 
 def refusal(session: Session, token_hash: str) -> LinkRefused:

@@ -7,6 +7,7 @@ from typing import Any
 from sqlmodel import Session
 
 from models import (
+    Access,
     Authority,
     Category,
     Channel,
@@ -56,6 +57,18 @@ def make_authority(
     session.add(authority)
     session.commit()
     return authority
+
+
+def make_operator(session: Session) -> Colleague:
+    """A colleague in operations: they may submit for others and see customers' contacts."""
+    return make_colleague(
+        session,
+        "Olu Operations",
+        email="olu.operations@example.org",
+        team="Operations",
+        role="Operations analyst",
+        access=Access.operations,
+    )
 
 
 def make_approver(

@@ -87,16 +87,15 @@ def _error_page(
 async def improve_error(request: Request, exc: Exception) -> Response:
     """Errors Improve raises on purpose already say what is wrong; show that, with their code."""
     assert isinstance(exc, ImproveError)
-    if isinstance(exc, TooManyRequests):
-        response = await _improve_error(request, exc)
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
     if isinstance(exc, LinkRefused) and exc.kind in ("tampered", "foreign"):
         count_guess(request)  # someone trying tokens: web.limits stops them after a few
-    return await _improve_error(request, exc)
+    response = _answer(request, exc)
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
-async def _improve_error(request: Request, exc: ImproveError) -> Response:
+def _answer(request: Request, exc: ImproveError) -> Response:
     errors = exc.errors if isinstance(exc, InvalidInput) else {}
     if isinstance(exc, NotSignedIn):
         if _wants_json(request):

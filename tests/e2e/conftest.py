@@ -17,10 +17,10 @@ from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from improve.stack import Stack, free_port
-from models import Access, Colleague
 from models.db import session_scope, utcnow
 from tasks.signin import create_api_token
 from tests.e2e.helpers import wait_for_quiet
+from tests.factories import make_operator
 from tests.smtpd import SmtpServer
 
 
@@ -64,15 +64,7 @@ def web(stack: Stack) -> Iterator[httpx.Client]:
     """A person's browser, as far as the tests need one, with the API token of an operations
     colleague (so it may submit for the colleagues the tests name); links need no token."""
     with session_scope() as session:
-        operator = Colleague(
-            name="Olu Operations",
-            email="olu.operations@example.org",
-            team="Operations",
-            role="Operations analyst",
-            access=Access.operations,
-        )
-        session.add(operator)
-        session.flush()
+        operator = make_operator(session)
         _, token = create_api_token(session=session, email=operator.email, name="e2e tests")
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=stack.web_url, timeout=30.0, headers=headers) as client:

@@ -9,9 +9,10 @@ from prefect.events.clients import AssertingEventsClient
 from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from models import Access, Colleague
+from models import Colleague
 from models.db import session_scope
 from tasks.signin import start_session
+from tests.factories import make_operator
 from web import auth
 from web.app import create_app
 from web.limits import reset_all
@@ -46,15 +47,7 @@ def sign_in(client: httpx.AsyncClient, colleague: Colleague) -> None:
 def operator() -> Colleague:
     """The signed-in colleague of `client`: in operations, so they may submit for others."""
     with session_scope() as session:
-        colleague = Colleague(
-            name="Olu Operations",
-            email="olu.operations@example.org",
-            team="Operations",
-            role="Operations analyst",
-            access=Access.operations,
-        )
-        session.add(colleague)
-    return colleague
+        return make_operator(session)
 
 
 @pytest.fixture
