@@ -11,7 +11,15 @@ from sqlmodel import Session, select
 
 from improve import events
 from improve.errors import ImproveError, field_errors
-from models import Category, Channel, Colleague, ImprovementCreate, OutboxEmail, OutboxStatus
+from models import (
+    Access,
+    Category,
+    Channel,
+    Colleague,
+    ImprovementCreate,
+    OutboxEmail,
+    OutboxStatus,
+)
 from models.db import get_engine, init_db, schema_revision, session_scope
 
 app = typer.Typer(help="Improve: service improvements from idea to measured result.")
@@ -151,7 +159,7 @@ def token_create(
     name: Annotated[str, typer.Option(help="What it is for, e.g. 'billing export'.")],
 ) -> None:
     """Make an API token; it is printed once, and only its hash is kept."""
-    from tasks.signin import create_api_token
+    from tasks.access import create_api_token
 
     try:
         with session_scope() as session:
@@ -191,7 +199,7 @@ def token_list() -> None:
 @token_app.command("revoke")
 def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.")]) -> None:
     """Stop a token: from now on it opens nothing."""
-    from tasks.signin import revoke_api_token
+    from tasks.access import revoke_api_token
 
     try:
         with session_scope() as session:
@@ -202,6 +210,23 @@ def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.")
     console.print(f"API token {token_id} ({name}) revoked at {when:%Y-%m-%d %H:%M} UTC.")
 
 
+@app.command()
+def role(
+    email: Annotated[str, typer.Argument(help="The colleague's email.")],
+    access: Annotated[Access, typer.Argument(help="colleague, operations or admin.")],
+) -> None:
+    """Give a colleague a role (the first admin is made here; admins can then use /colleagues)."""
+    from tasks.access import set_access
+
+    try:
+        with session_scope() as session:
+            colleague = set_access(session=session, email=email, access=access, by="improve role")
+            name = colleague.name
+    except ImproveError as exc:
+        fail(str(exc))
+    console.print(f"{name} now has the {access} role.")
+
+
 @app.command("sign-in-link")
 def sign_in_link(
     email: Annotated[str, typer.Argument(help="The colleague's email.")],
@@ -209,7 +234,7 @@ def sign_in_link(
     """Print a single-use sign-in link for a colleague (for whoever runs Improve: the first
     sign-in, or where no mail reaches the colleague yet)."""
     from improve.settings import settings
-    from tasks.signin import find_colleague, new_sign_in_link, sign_in_url
+    from tasks.access import find_colleague, new_sign_in_link, sign_in_url
 
     with session_scope() as session:
         colleague = find_colleague(session=session, email=email)

@@ -368,7 +368,7 @@ def _print_demo_sign_in(console: Any, stack: Stack) -> None:
     from improve.demo import DEMO_SIGN_IN, email_of
     from improve.settings import settings
     from models.db import session_scope
-    from tasks.signin import find_colleague, new_sign_in_link
+    from tasks.access import find_colleague, new_sign_in_link
 
     email = email_of(DEMO_SIGN_IN)
     with session_scope() as session:

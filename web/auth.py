@@ -19,7 +19,7 @@ from improve.errors import Forbidden, NotSignedIn
 from improve.settings import settings
 from models import Access, Colleague
 from models.db import get_engine
-from tasks.signin import api_token_colleague, session_colleague
+from tasks.access import api_token_colleague, session_colleague
 from web.limits import check_guesses, count_guess
 
 # "__Host-" makes the browser refuse the cookie unless it is Secure, from this host, for path /.

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func
 from sqlmodel import Session, select
@@ -10,10 +10,20 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from improve.errors import InvalidInput
 from improve.formatting import payback_months
-from models import Access, Category, Channel, Colleague, Improvement, ImprovementCreate, Status
-from models.db import get_engine
+from models import (
+    Access,
+    Authority,
+    Category,
+    Channel,
+    Colleague,
+    Improvement,
+    ImprovementCreate,
+    Status,
+)
+from models.db import get_engine, session_scope
+from tasks.access import set_access
 from tasks.impact import impact_totals
-from web.auth import Staff, may_see_contacts
+from web.auth import Staff, may_see_contacts, require
 from web.forms import (
     ESTIMATE_FIELDS,
     WHOLE_NUMBER_FIELDS,
@@ -191,3 +201,50 @@ def submit_from_form(
         else:
             return RedirectResponse(f"/improvements/{improvement_id}", status_code=303)
     return _submit_page(request, form, errors, colleague, status_code=422)
+
+
+# --- colleagues ------------------------------------------------------------------------------
+
+
+def _colleagues_page(
+    request: Request, colleague: Colleague, *, changed: str = "", error: str = ""
+) -> HTMLResponse:
+    with Session(get_engine()) as session:
+        people = session.exec(select(Colleague).order_by(Colleague.name)).all()  # type: ignore[arg-type]
+        authorities = session.exec(
+            select(Authority).order_by(Authority.category, Authority.level)  # type: ignore[arg-type]
+        ).all()
+    held: dict[int, list[Authority]] = {}
+    for authority in authorities:
+        held.setdefault(authority.colleague_id, []).append(authority)
+    context = {
+        "rows": [(person, held.get(person.id or -1, [])) for person in people],
+        "roles": list(Access),
+        "can_change": Access(colleague.access).includes(Access.admin),
+        "changed": changed,
+        "error": error,
+    }
+    return page(request, "colleagues.html", context, status_code=422 if error else 200)
+
+
+@router.get("/colleagues")
+def colleague_list(request: Request, colleague: Staff) -> HTMLResponse:
+    """Every colleague with their authority and role; admins change roles here."""
+    return _colleagues_page(request, colleague)
+
+
+@router.post("/colleagues/access")
+def change_access(
+    request: Request,
+    admin: Annotated[Colleague, Depends(require(Access.admin))],
+    email: Annotated[str, Form()] = "",
+    access: Annotated[str, Form()] = "",
+) -> HTMLResponse:
+    """Give a colleague a role (admins only)."""
+    try:
+        with session_scope() as session:
+            changed = set_access(session=session, email=email, access=access, by=admin.email)
+            message = f"{changed.name} now has the {changed.access} role."
+    except InvalidInput as exc:
+        return _colleagues_page(request, admin, error=str(exc))
+    return _colleagues_page(request, admin, changed=message)

@@ -12,8 +12,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from improve.errors import Forbidden, LinkRefused
 from improve.settings import settings
 from models.db import get_engine, utcnow
-from tasks.mail import send_due
-from tasks.signin import (
+from tasks.access import (
     check_sign_in_link,
     email_sign_in_link,
     end_session,
@@ -22,6 +21,7 @@ from tasks.signin import (
     start_session,
     use_sign_in_link,
 )
+from tasks.mail import send_due
 from web import auth
 from web.limits import check_guesses, client_of, sign_in_per_client
 from web.render import page

@@ -18,7 +18,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from improve.stack import Stack, free_port
 from models.db import session_scope, utcnow
-from tasks.signin import create_api_token
+from tasks.access import create_api_token
 from tests.e2e.helpers import wait_for_quiet
 from tests.factories import make_operator
 from tests.smtpd import SmtpServer

@@ -11,7 +11,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from models import Colleague
 from models.db import session_scope
-from tasks.signin import start_session
+from tasks.access import start_session
 from tests.factories import make_operator
 from web import auth
 from web.app import create_app

@@ -211,3 +211,55 @@ async def test_a_script_submits_with_its_api_token(
 
     assert created.status_code == 201, created.text
     assert created.json()["submitter_id"] == asha.id
+
+
+async def test_everyone_sees_who_approves_what_and_only_admins_give_roles(
+    anonymous: httpx.AsyncClient, session: Session
+) -> None:
+    make_approver(session, "Bea Jones", category=Category.waste, limit=10_000)
+    lucy = make_colleague(session, "Lucy Evans")
+    sign_in(anonymous, lucy)
+
+    listed = await anonymous.get("/colleagues")
+    assert listed.status_code == 200
+    assert "Bea Jones" in listed.text and "Waste up to £10,000" in listed.text
+    assert 'action="/colleagues/access"' not in listed.text
+    refused = await anonymous.post(
+        "/colleagues/access", data={"email": lucy.email, "access": "admin"}
+    )
+    assert refused.status_code == 403 and "This needs the admin role" in refused.text
+    session.refresh(lucy)
+    assert lucy.access == Access.colleague
+
+
+async def test_an_admin_gives_a_role_but_the_last_admin_cannot_step_down(
+    anonymous: httpx.AsyncClient, session: Session
+) -> None:
+    dana = make_colleague(session, "Dana Okafor", access=Access.admin)
+    lucy = make_colleague(session, "Lucy Evans")
+    sign_in(anonymous, dana)
+
+    given = await anonymous.post(
+        "/colleagues/access", data={"email": lucy.email, "access": "operations"}
+    )
+    assert given.status_code == 200 and "Lucy Evans now has the operations role." in given.text
+    kept = await anonymous.post(
+        "/colleagues/access", data={"email": dana.email, "access": "colleague"}
+    )
+    assert kept.status_code == 422 and "the only admin" in kept.text
+    session.refresh(lucy)
+    session.refresh(dana)
+    assert (lucy.access, dana.access) == (Access.operations, Access.admin)
+
+
+def test_the_first_admin_is_made_from_the_command_line(session: Session) -> None:
+    dana = make_colleague(session, "Dana Okafor")
+
+    made = runner.invoke(cli, ["role", dana.email, "admin"])
+
+    assert made.exit_code == 0, made.output
+    assert "Dana Okafor now has the admin role." in made.output
+    session.refresh(dana)
+    assert dana.access == Access.admin
+    wrong = runner.invoke(cli, ["role", dana.email, "superuser"])
+    assert wrong.exit_code == 2

@@ -1,5 +1,6 @@
-"""Signing in: emailed single-use links, sessions, and API tokens, each stored only as a hash."""
+"""Who may come in and what they may do: emailed sign-in links, sessions, API tokens, roles."""
 
+import logging
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
@@ -8,11 +9,12 @@ from sqlmodel import Session, col, select
 
 from improve.errors import InvalidInput, LinkRefused, NotFound
 from improve.settings import settings
-from models import ApiToken, Colleague, OutboxEmail, SignInLink, WebSession
+from models import Access, ApiToken, Colleague, OutboxEmail, SignInLink, WebSession
 from models.db import utcnow
 from tasks import links
 from tasks.mail import queue_email
 
+log = logging.getLogger(__name__)
 API_TOKEN_PREFIX = "imp_"  # tells a leaked token apart at a glance (and for secret scanners)
 
 
@@ -234,4 +236,32 @@ def api_token_colleague(
     # Once a minute is precise enough, and keeps a busy script from writing on every call.
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
         session.execute(update(ApiToken).where(col(ApiToken.id) == row.id).values(last_used_at=now))
+    return colleague
+
+
+# --- roles -----------------------------------------------------------------------------------
+
+
+def set_access(*, session: Session, email: str, access: Access | str, by: str) -> Colleague:
+    """Give a colleague a role; `by` says who did it, for the log. The caller commits.
+
+    The last admin cannot step down: someone must be left who can give roles.
+    """
+    try:
+        wanted = Access(access)
+    except ValueError:
+        raise InvalidInput({"access": f"must be one of: {', '.join(Access)}"}) from None
+    colleague = find_colleague(session=session, email=email)
+    if colleague is None:
+        raise InvalidInput({"colleague": f"no active colleague has the email {email!r}"})
+    if colleague.access == Access.admin and wanted != Access.admin:
+        admins = session.exec(select(Colleague.id).where(Colleague.access == Access.admin)).all()
+        if len(admins) == 1:
+            raise InvalidInput(
+                {"access": f"{colleague.name} is the only admin; make someone else admin first"}
+            )
+    if colleague.access != wanted:
+        log.info("%s gave %s the %s role (was %s)", by, colleague.email, wanted, colleague.access)
+        colleague.access = wanted
+        session.add(colleague)
     return colleague
