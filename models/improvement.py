@@ -10,6 +10,21 @@ from sqlmodel import Field, SQLModel
 from models.db import MAX_AMOUNT, MAX_INT, UtcDateTime, utcnow
 
 NO_NUL = "must not contain a NUL character"
+# What str.split() splits on (every character whose str.isspace() is true), as a regex class:
+# the OpenAPI document's patterns and the validators below then agree on what a space is.
+WHITESPACE = r"\t\n\x0b\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# These patterns document what the validators check; the validators enforce it, with messages
+# a person can act on (pydantic's own pattern errors would quote the regex).
+NO_NUL_PATTERN = r"^[^\x00]*$"
+# At least 3 characters once each run of spaces is one space and the ends trimmed: "abc", "a b".
+_SPACE, _SOLID = f"[{WHITESPACE}]", f"[^{WHITESPACE}\\x00]"
+TITLE_PATTERN = rf"^[^\x00]*{_SOLID}(?:{_SPACE}+|{_SPACE}*{_SOLID}{_SPACE}*){_SOLID}[^\x00]*$"
+ESTIMATE_FIELDS = ("estimated_cost", "annual_saving", "kwh", "kg_co2e", "kg_waste", "sheets_paper")
+
+
+def _documents(**schema: object) -> dict[str, object]:
+    """Extra JSON Schema for a field: what its validator checks, told to API clients."""
+    return {"json_schema_extra": schema}
 
 
 class Category(StrEnum):
@@ -70,10 +85,25 @@ class Estimates(SQLModel):
         default=0, ge=0, le=MAX_INT, description="Sheets of paper saved a year."
     )
 
+    @field_validator(*ESTIMATE_FIELDS, mode="before")
+    @classmethod
+    def _a_number(cls, value: object) -> object:
+        # JSON's true and "12" are no numbers, though pydantic would read them as 1 and 12.
+        if isinstance(value, bool | str):
+            raise ValueError("must be a number")
+        return value
+
 
 class ImprovementBase(Estimates):
-    title: str = Field(min_length=3, max_length=200)
-    description: str = Field(default="", max_length=10_000)
+    title: str = Field(
+        min_length=3,
+        max_length=200,
+        description="What should change, in a line: at least 3 characters besides spaces.",
+        schema_extra=_documents(pattern=TITLE_PATTERN),
+    )
+    description: str = Field(
+        default="", max_length=10_000, schema_extra=_documents(pattern=NO_NUL_PATTERN)
+    )
     category: Category = Field(sa_type=sa.String(32))
     source: Source = Field(default=Source.staff, sa_type=sa.String(16))
 
@@ -99,13 +129,33 @@ class ImprovementCreate(ImprovementBase):
     submitter_email: str | None = Field(
         default=None,
         max_length=254,
+        schema_extra=_documents(
+            anyOf=[
+                {"type": "string", "maxLength": 254, "pattern": NO_NUL_PATTERN},
+                {"type": "null"},
+            ]
+        ),
         description=(
-            "The colleague it is submitted for. Leave it out to submit as yourself; naming "
-            "someone else needs the operations role, and the history records who did it."
+            "The colleague it is submitted for. Leave it out (or blank) to submit as yourself; "
+            "naming someone else needs the operations role, and the history records who did it."
         ),
     )
-    customer_emails: list[str] = Field(default_factory=list, description="Customers it touches.")
-    partner_emails: list[str] = Field(default_factory=list, description="Partners it touches.")
+    customer_emails: list[str] = Field(
+        default_factory=list,
+        description="Customers it touches.",
+        schema_extra=_documents(items={"type": "string", "pattern": NO_NUL_PATTERN}),
+    )
+    partner_emails: list[str] = Field(
+        default_factory=list,
+        description="Partners it touches.",
+        schema_extra=_documents(items={"type": "string", "pattern": NO_NUL_PATTERN}),
+    )
+
+    @field_validator("submitter_email")
+    @classmethod
+    def _blank_is_yourself(cls, value: str | None) -> str | None:
+        # Spaces name nobody: like leaving it out, and like the web form, they mean yourself.
+        return value if value is None or value.strip() else None
 
 
 class Improvement(ImprovementBase, table=True):

@@ -1,12 +1,19 @@
 """The JSON API (described at /docs): submit improvements, list them, read one with its story."""
 
+from collections.abc import Callable, Coroutine
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from sqlalchemy import func
 from sqlmodel import Session, select
+from starlette.exceptions import HTTPException
+from starlette.responses import Response as StarletteResponse
+from starlette.routing import Match
+from starlette.types import Receive, Scope, Send
 
 from improve.settings import settings
 from models import (
@@ -23,8 +30,6 @@ from models.db import MAX_INT, get_engine
 from web.auth import Staff
 from web.forms import Id
 from web.views import improvement_view, submit
-
-router = APIRouter(prefix="/api", tags=["api"])
 
 
 class ErrorBody(BaseModel):
@@ -99,10 +104,93 @@ class ImprovementDetail(ImprovementOut):
     partner_ids: list[int]
 
 
+def _error(description: str, headers: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A documented refusal: always the ErrorBody JSON, with any headers it always carries."""
+    answer: dict[str, Any] = {"model": ErrorBody, "description": description}
+    if headers:
+        answer["headers"] = {name: {**header, "required": True} for name, header in headers.items()}
+    return answer
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "No such improvement."},
-    422: {"model": ErrorBody, "description": "Bad input: one message per field."},
+    401: _error(
+        "No API token, or one that is not valid or was revoked.",
+        {
+            "WWW-Authenticate": {
+                "description": "`Bearer`: send `Authorization: Bearer <API token>`.",
+                "schema": {"type": "string", "pattern": "^Bearer"},
+            }
+        },
+    ),
+    403: _error("Signed in, but your role does not allow it: the detail says what is missing."),
+    404: _error("No such improvement."),
+    422: _error("Bad input: one message per field."),
+    429: _error(
+        "Too many refused tokens from this client: wait, then try again.",
+        {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again.",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+    ),
 }
+# What any route of this router may answer; each route adds the refusals only it can give.
+EVERY_ROUTE = (401, 422, 429)
+
+
+class _Route(APIRoute):
+    """An API route that refuses the way the rest of the API does.
+
+    - A 405 lists in `Allow` every method the path takes: Starlette answers from the first route
+      on the path alone, so `PUT /api/improvements` said `Allow: POST` though GET works too.
+    - A body FastAPI cannot even read as JSON text (not UTF-8, nested too deep) is a 422 naming
+      `body`, like any other bad JSON, not a bare 400 that names nothing.
+    """
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            allowed = sorted(
+                method
+                for route in router.routes
+                if isinstance(route, APIRoute) and route.matches(scope)[0] != Match.NONE
+                for method in route.methods or ()
+            )
+            raise HTTPException(405, headers={"Allow": ", ".join(allowed or sorted(self.methods))})
+        await super().handle(scope, receive, send)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, StarletteResponse]]:
+        handler = super().get_route_handler()
+
+        async def unreadable_body_is_bad_json(request: Request) -> StarletteResponse:
+            try:
+                return await handler(request)
+            except HTTPException as exc:
+                cause = exc.__cause__
+                if exc.status_code != 400 or not isinstance(cause, ValueError | RecursionError):
+                    raise
+                reason = "not UTF-8 text" if isinstance(cause, UnicodeDecodeError) else str(cause)
+                raise RequestValidationError(
+                    [
+                        {
+                            "type": "json_invalid",
+                            "loc": ("body",),
+                            "msg": "JSON decode error",
+                            "input": {},
+                            "ctx": {"error": reason},
+                        }
+                    ]
+                ) from exc
+
+        return unreadable_body_is_bad_json
+
+
+router = APIRouter(
+    prefix="/api",
+    tags=["api"],
+    route_class=_Route,
+    responses={status: ERRORS[status] for status in EVERY_ROUTE},
+)
 
 
 def _fields(row: object, model: type[BaseModel], **extra: object) -> dict[str, object]:
@@ -126,7 +214,21 @@ def _out(improvement: Improvement) -> ImprovementOut:
 
 
 @router.post(
-    "/improvements", status_code=201, response_model=ImprovementOut, responses={422: ERRORS[422]}
+    "/improvements",
+    status_code=201,
+    response_model=ImprovementOut,
+    responses={
+        201: {
+            "headers": {
+                "Location": {
+                    "description": "The new improvement in this API.",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            }
+        },
+        403: ERRORS[403],
+    },
 )
 def create_improvement(
     data: ImprovementCreate, response: Response, colleague: Staff
@@ -142,7 +244,7 @@ def create_improvement(
         return _out(improvement)
 
 
-@router.get("/improvements", response_model=ImprovementList, responses={422: ERRORS[422]})
+@router.get("/improvements", response_model=ImprovementList)
 def list_improvements(
     status: Status | None = None,
     category: Category | None = None,
@@ -168,7 +270,9 @@ def list_improvements(
         )
 
 
-@router.get("/improvements/{improvement_id}", response_model=ImprovementDetail, responses=ERRORS)
+@router.get(
+    "/improvements/{improvement_id}", response_model=ImprovementDetail, responses={404: ERRORS[404]}
+)
 def read_improvement(improvement_id: Id) -> ImprovementDetail:
     """One improvement with its approvals, action items and whole history."""
     with Session(get_engine()) as session:

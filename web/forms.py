@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from fastapi import Path
 
 from models.db import MAX_INT
+from models.improvement import ESTIMATE_FIELDS as ESTIMATE_FIELDS  # the forms read them too
 
 # An id in an address: a number our integer columns can hold, or the address names nothing.
 Id = Annotated[int, Path(ge=1, le=MAX_INT)]
 
-ESTIMATE_FIELDS = ("estimated_cost", "annual_saving", "kwh", "kg_co2e", "kg_waste", "sheets_paper")
 WHOLE_NUMBER_FIELDS = {"sheets_paper"}
 
 
@@ -93,6 +93,8 @@ def _message(error: Mapping[str, Any]) -> str:
         return f"can be at most {ctx.get('max_length')} characters"
     if kind == "enum":
         return f"must be one of: {ctx.get('expected', '')}".replace("'", "")
+    if kind == "json_invalid":
+        return f"is not valid JSON: {ctx['error']}" if ctx.get("error") else "is not valid JSON"
     if kind == "value_error":
         return str(error.get("msg", "is not valid")).removeprefix("Value error, ")
     return str(error.get("msg", "is not valid"))

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse
 
 from improve.errors import NotFound
 from improve.settings import settings
+from web.api import ERRORS, EVERY_ROUTE
 from web.render import page
 
 LINK = re.compile(r"https?://[^\s<>\"')\]]+")
@@ -163,7 +164,13 @@ class MailOut(BaseModel):
     url: str
 
 
-@router.get("/api/mail", tags=["api"], response_model=list[MailOut], response_model_by_alias=True)
+@router.get(
+    "/api/mail",
+    tags=["api"],
+    response_model=list[MailOut],
+    response_model_by_alias=True,
+    responses={status: ERRORS[status] for status in EVERY_ROUTE},
+)
 def list_mail(limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[MailOut]:
     """What the local SMTP sink received, newest first (empty until the first email)."""
     return [
