@@ -48,7 +48,7 @@ async def plain_route_and_advance(improvement_id: int, decide: Any) -> float:
     decision in between)."""
     from models import Channel
     from models.db import session_scope
-    from tasks import approvals, planning
+    from tasks import approvals, automatic, decisions, planning
     from tasks.mail import send_due
 
     started = time.perf_counter()
@@ -61,17 +61,17 @@ async def plain_route_and_advance(improvement_id: int, decide: Any) -> float:
     decide(improvement_id)
     started = time.perf_counter()
     with session_scope() as session:
-        outcome = approvals.advance_after_decision(
+        outcome = decisions.advance_after_decision(
             session=session, improvement_id=improvement_id, actor="bench"
         )
     if outcome == "approved":
         with session_scope() as session:
             planning.plan_actions(session=session, improvement_id=improvement_id, actor="bench")
     with session_scope() as session:
-        steps = planning.open_automatic_steps(session=session, improvement_id=improvement_id)
+        steps = automatic.open_automatic_steps(session=session, improvement_id=improvement_id)
     for action_id in steps:
         with session_scope() as session:
-            planning.run_automatic_step(session=session, action_id=action_id)
+            automatic.run_automatic_step(session=session, action_id=action_id)
     with session_scope() as session:
         planning.complete_improvement(session=session, improvement_id=improvement_id, actor="bench")
     await send_due()
@@ -91,7 +91,7 @@ async def measure(improvements: int) -> None:
     from improve.stack import Stack, free_port
     from models import ApprovalRequest, ApprovalStatus, Channel
     from models.db import init_db, session_scope
-    from tasks.approvals import record_decision
+    from tasks.decisions import record_decision
 
     init_db()
     with session_scope() as session:

@@ -19,10 +19,11 @@ from prefect.runtime import flow_run
 from sqlmodel import select
 
 from improve import events
-from improve.errors import IllegalTransition, ImproveError
+from improve.errors import IllegalTransition, ImproveError, ImprovementNotFound
 from models import Channel, Improvement, Status
 from models.db import session_scope, utcnow
-from tasks import approvals, impact, planning
+from tasks import approvals, automatic, decisions, escalation, impact, planning
+from tasks.lifecycle import get_improvement
 
 # An event starts its flow within seconds; what is still not moved on after this long lost its
 # event (or its flow), and the sweep moves it. Sooner, the sweep would race the event's own flow.
@@ -39,15 +40,12 @@ def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
     return isinstance(error, IllegalTransition) or not isinstance(error, ImproveError)
 
 
+step = partial(task, cache_policy=NO_CACHE, persist_result=False)
+# A step that changes the database or calls out may meet a busy database or a dropped connection.
 side_effect = partial(
-    task,
-    retries=3,
-    retry_delay_seconds=[2, 10, 60],
-    retry_condition_fn=worth_retrying,
-    cache_policy=NO_CACHE,
-    persist_result=False,
+    step, retries=3, retry_delay_seconds=[2, 10, 60], retry_condition_fn=worth_retrying
 )
-read = partial(task, cache_policy=NO_CACHE, persist_result=False)
+read = step  # a step that only looks
 
 
 def _actor() -> str:
@@ -56,8 +54,12 @@ def _actor() -> str:
 
 
 def _improvement(improvement_id: int) -> Improvement | None:
+    """The improvement, or None where a missing one only means less to show."""
     with session_scope() as session:
-        return session.get(Improvement, improvement_id)
+        try:
+            return get_improvement(session=session, improvement_id=improvement_id)
+        except ImprovementNotFound:
+            return None
 
 
 # --- Names and tags that let operations read the Prefect UI -------------------------------------
@@ -103,7 +105,7 @@ async def route_to_approvers(improvement_id: int) -> int:
 async def advance_after_decision(improvement_id: int) -> str:
     """Take the step the decisions so far allow: wait, ask the next level, approve or reject."""
     with session_scope() as session:
-        return approvals.advance_after_decision(
+        return decisions.advance_after_decision(
             session=session, improvement_id=improvement_id, actor=_actor()
         )
 
@@ -121,7 +123,7 @@ async def plan_actions(improvement_id: int) -> int:
 async def run_automatic_step(action_id: int) -> None:
     """Carry out one automatic step of the plan and mark it done."""
     with session_scope() as session:
-        planning.run_automatic_step(session=session, action_id=action_id)
+        automatic.run_automatic_step(session=session, action_id=action_id)
 
 
 @side_effect
@@ -133,7 +135,7 @@ async def complete_improvement(improvement_id: int) -> bool:
         )
 
 
-@side_effect
+@step  # no retries: events.emit never raises (a lost event is the sweep's to find)
 async def emit_completed(improvement_id: int) -> None:
     """Announce the completion (after its commit), which starts announce-impact."""
     events.emit(events.COMPLETED, improvement_id=improvement_id)
@@ -163,7 +165,7 @@ async def publish_impact(improvement_id: int, told: dict[str, int]) -> None:
 async def remind_and_escalate() -> dict[str, int]:
     """Remind approvers who have not answered, escalate the long silences, expire the old."""
     with session_scope() as session:
-        return approvals.remind_and_escalate(session=session, now=utcnow())
+        return escalation.remind_and_escalate(session=session, now=utcnow())
 
 
 # --- Steps that only look ----------------------------------------------------------------------
@@ -173,14 +175,14 @@ async def remind_and_escalate() -> dict[str, int]:
 async def open_automatic_steps(improvement_id: int) -> list[int]:
     """The automatic steps of the plan that are still open."""
     with session_scope() as session:
-        return planning.open_automatic_steps(session=session, improvement_id=improvement_id)
+        return automatic.open_automatic_steps(session=session, improvement_id=improvement_id)
 
 
 @read
 async def find_lost_decisions() -> list[int]:
     """Improvements whose decisions were recorded but never acted on (a lost event)."""
     with session_scope() as session:
-        return approvals.undecided_improvements_needing_advance(
+        return decisions.undecided_improvements_needing_advance(
             session=session, decided_before=utcnow() - EVENT_GRACE
         )
 
@@ -221,7 +223,7 @@ async def find_unrouted() -> list[int]:
 async def find_due_automatic_steps() -> list[int]:
     """Automatic steps whose turn has come but which no flow has carried out."""
     with session_scope() as session:
-        return planning.automatic_steps_due(session=session)
+        return automatic.automatic_steps_due(session=session)
 
 
 @read

@@ -96,6 +96,8 @@ def submit(
     from tasks.approvals import route_improvement
     from tasks.submission import submit_improvement
 
+    # The same checks as the web form and the API: each field as the model is made (a number
+    # that is NaN or infinite, a blank title), the rest in submit_improvement (who, for whom).
     try:
         data = ImprovementCreate(
             title=title, category=category, submitter_email=submitter, description=description,
@@ -107,7 +109,7 @@ def submit(
     try:
         with session_scope() as session:
             improvement = submit_improvement(session=session, data=data, channel=Channel.cli)
-            improvement_id = improvement.id
+            improvement_id, submitter_id = improvement.id, improvement.submitter_id
             assert improvement_id is not None
         # Routing here means the CLI works without the stack; the route flow finds it done.
         with session_scope() as session:
@@ -117,7 +119,9 @@ def submit(
             asked = [(session.get(Colleague, r.approver_id), r.level, r.reason) for r in requests]
     except ImproveError as exc:
         fail(str(exc))
-    events.emit(events.SUBMITTED, improvement_id=improvement_id)
+    events.emit_submitted(
+        improvement_id=improvement_id, submitter_id=submitter_id, channel=Channel.cli
+    )
     console.print(f"[bold green]IMP-{improvement_id}[/] submitted: {data.title}")
     for approver, level, reason in asked:
         name = approver.name if approver else "?"
@@ -151,6 +155,43 @@ def outbox_list(
                 row.last_error[:60], style=style,
             )  # fmt: skip
     console.print(table)
+
+
+@outbox_app.command("resend")
+def outbox_resend(
+    email_id: Annotated[
+        int | None, typer.Argument(help="The id `improve outbox list` shows.")
+    ] = None,
+    all_failed: Annotated[bool, typer.Option("--all-failed", help="Every failed email.")] = False,
+) -> None:
+    """Put a failed email (or every one) back in the queue, its attempts reset."""
+    from tasks.mail import resend
+
+    if email_id is None and not all_failed:
+        fail("name the email to send again (its id in `improve outbox list`), or say --all-failed")
+    if email_id is not None and all_failed:
+        fail("name one email or say --all-failed, not both")
+    try:
+        with session_scope() as session:
+            if email_id is not None:
+                ids = [email_id]
+            else:
+                failed = session.exec(
+                    select(OutboxEmail.id)
+                    .where(OutboxEmail.status == OutboxStatus.failed)
+                    .order_by(OutboxEmail.id)  # type: ignore[arg-type]
+                )
+                ids = [i for i in failed if i is not None]
+            rows = [resend(session=session, email_id=i, by="improve outbox resend") for i in ids]
+            done = [(row.id, row.recipient, row.template) for row in rows]
+    except ImproveError as exc:
+        fail(str(exc))
+    for row_id, recipient, template in done:
+        console.print(f"Email {row_id} ({template} to {recipient}) is queued again.")
+    if not done:
+        console.print("No failed email to send again.")
+    else:
+        console.print("Run `improve outbox send` to send now (the stack does it for you).")
 
 
 @token_app.command("create")
@@ -251,11 +292,17 @@ def sign_in_link(
 @app.command()
 def up(
     demo: Annotated[bool, typer.Option("--demo/--no-demo", help="Seed the demo first.")] = True,
+    web_port: Annotated[int, typer.Option(help="Port of the web app.")] = 8000,
+    prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server and UI.")] = 4200,
+    smtp_port: Annotated[
+        int | None, typer.Option(help="Port of the local mail sink; default IMPROVE_SMTP_PORT.")
+    ] = None,
 ) -> None:
-    """Start Improve on one machine: Prefect server and flows, web app, mail sink."""
+    """Start Improve on one machine and keep it running: Prefect server and flows, web app, mail
+    sink. A part that dies is restarted; Ctrl-C or SIGTERM stops them all."""
     from improve.stack import up as run_stack
 
-    run_stack(demo=demo)
+    run_stack(demo=demo, web_port=web_port, prefect_port=prefect_port, smtp_port=smtp_port)
 
 
 if __name__ == "__main__":

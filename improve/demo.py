@@ -21,15 +21,12 @@ from models import (
     Purpose,
 )
 from models.db import utcnow
-from tasks.approvals import advance_after_decision, record_decision, route_improvement
+from tasks.approvals import route_improvement
+from tasks.automatic import open_automatic_steps, run_automatic_step
+from tasks.decisions import advance_after_decision, record_decision
 from tasks.impact import announce_completion
-from tasks.planning import (
-    complete_action,
-    complete_improvement,
-    open_automatic_steps,
-    plan_actions,
-    run_automatic_step,
-)
+from tasks.lifecycle import get_improvement
+from tasks.planning import complete_action, complete_improvement, plan_actions
 from tasks.submission import submit_improvement
 
 DOMAIN = "brightwater.example"
@@ -597,8 +594,7 @@ def _live(session: Session, improvement_id: int, story: str) -> None:
     )
     if story != "completed":
         return
-    improvement = session.get(Improvement, improvement_id)
-    assert improvement is not None
+    improvement = get_improvement(session=session, improvement_id=improvement_id)
     for item in items:
         for action_id in open_automatic_steps(session=session, improvement_id=improvement_id):
             run_automatic_step(session=session, action_id=action_id)

@@ -53,3 +53,13 @@ def emit(
         log.exception(
             "could not emit %s for IMP-%s; the sweep will pick it up", event, improvement_id
         )
+
+
+def emit_submitted(*, improvement_id: int, submitter_id: int | None, channel: str) -> None:
+    """Announce a committed submission, from whichever door it came: starts route-improvement."""
+    emit(
+        SUBMITTED,
+        improvement_id=improvement_id,
+        related=[("submitter", f"improve.colleague.{submitter_id}")] if submitter_id else [],
+        payload={"channel": str(channel)},
+    )

@@ -1,21 +1,31 @@
 """The stack `improve up` runs on one machine: Prefect server, served flows, web app, mail sink.
 
-`Stack` starts and stops the processes; `up` adds the database, demo data, the sink and the
-console. The end-to-end tests and the benchmarks use the same `Stack`, so what they exercise is
-what `improve up` runs. The flows are served from prefect.yaml by `serve_deployments`, in a child
-process started as `python -m improve.stack serve`.
+`Stack` starts and stops the processes; `Supervisor` starts again one that died; `up` adds the
+database, demo data, the sink and the console. The end-to-end tests and the benchmarks use the
+same `Stack`, so what they exercise is what `improve up` runs. The flows are served from
+prefect.yaml by `serve_deployments`, in a child process started as `python -m improve.stack serve`.
+
+No child outlives the process that started it, even one killed with `kill -9`: on Linux the web
+app and the Prefect server are killed by the kernel when their parent dies (PR_SET_PDEATHSIG), and
+the flows process watches its parent and then kills its own process group, which holds every flow
+run it started.
 """
 
+import argparse
+import ctypes
 import importlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import yaml
@@ -24,6 +34,14 @@ from pydantic import TypeAdapter
 REPO = Path(__file__).resolve().parent.parent
 PREFECT_FILE = REPO / "prefect.yaml"
 STOP_TIMEOUT = 10.0  # seconds a child gets to stop on SIGTERM before it is killed
+
+# A child that dies is started again after 1, 2, 4 … seconds, at most 30; one that had stayed up
+# for a minute starts again from 1 s. Five deaths of one child within five minutes stop it all.
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 30.0
+STABLE_AFTER = 60.0
+GIVE_UP_AFTER = 5
+GIVE_UP_WINDOW = 300.0
 
 
 # --- prefect.yaml, served --------------------------------------------------------------------
@@ -83,6 +101,22 @@ def serve_deployments(prefect_file: Path = PREFECT_FILE) -> None:
     serve(*load_deployments(prefect_file), print_starting_message=False)
 
 
+def end_with(parent: int, poll: float = 0.2) -> None:
+    """Kill this process's group, flow runs and all, as soon as `parent` is no longer its parent.
+
+    The runner starts each flow run as a process of its own, in the runner's process group; if the
+    runner were simply killed with its parent, its runs would carry on, orphaned. A thread that
+    polls needs no help from the runner's signal handling, and works the same on macOS.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
 # --- the processes ---------------------------------------------------------------------------
 
 
@@ -94,11 +128,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _dies_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
+    """A `preexec_fn` asking the kernel to send `sig` to the child when this process dies."""
+    if not sys.platform.startswith("linux"):
+        return None  # no PR_SET_PDEATHSIG: on macOS only the flows process ends with its parent
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        # Runs in the child between fork and exec; the setting survives the exec. The parent
+        # may have died before it was made: then nothing would ever send the signal.
+        prctl(1, int(sig))  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
 @dataclass
 class Child:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
+    started: float = field(default_factory=time.monotonic)
 
     def tail(self, lines: int = 30) -> str:
         try:
@@ -106,24 +158,56 @@ class Child:
         except OSError:
             return ""
 
+    def note(self, line: str) -> None:
+        """Add a line of our own to the child's log, so the log says what happened to it."""
+        with self.log.open("a") as out:
+            out.write(f"--- {time.strftime('%H:%M:%S')} improve.stack: {line}\n")
+
+    def exit_code(self) -> int | None:
+        """None while the child runs; once it has exited, its exit code, after what is left of
+        its process group (the flow runs of a dead runner) has been killed."""
+        if not self._exited():
+            return None
+        self._signal_group(signal.SIGKILL)
+        return self.process.wait()
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM the child's whole process group (its flow runs too); kill what lingers."""
-        if self.process.poll() is not None:
-            return
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(timeout)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+            if self._exited():
+                break
+            self._signal_group(sig)
+            deadline = time.monotonic() + timeout
+            while not self._exited() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self.exit_code()
+
+    def _exited(self) -> bool:
+        """Whether the child has exited, without reaping it: until it is reaped its pid, which is
+        its process group's id, cannot be reused, so the group can still be signalled safely."""
+        if self.process.returncode is not None:
+            return True
+        try:
+            flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+            return os.waitid(os.P_PID, self.process.pid, flags) is not None
+        except ChildProcessError:
+            return True
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        if self.process.returncode is not None:
+            return  # reaped: the group's id may belong to someone else by now
+        try:
+            os.killpg(self.process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 class StackFailed(RuntimeError):
     """A part of the stack did not start, with the end of its log."""
+
+
+class NoAnswer(StackFailed):
+    """A part of the stack runs, but did not answer in time."""
 
 
 @dataclass
@@ -131,7 +215,9 @@ class Stack:
     """The Prefect server, the served deployments and the web app, as child processes.
 
     Children inherit this process's environment (IMPROVE_* settings, so the flows use the same
-    database and SMTP server), plus PREFECT_API_URL pointing at the server started here.
+    database and SMTP server), plus PREFECT_API_URL pointing at the server started here. Start,
+    restart and stop them from one thread, the main one: the kernel ties a child's life to the
+    thread that started it, not to the process.
     """
 
     prefect_home: Path
@@ -143,6 +229,7 @@ class Stack:
     ui: bool = True
     prefect_file: Path = PREFECT_FILE
     children: list[Child] = field(default_factory=list)
+    say: Callable[[str], object] = lambda line: None  # what a person should know, e.g. the console
 
     @property
     def api_url(self) -> str:
@@ -168,7 +255,14 @@ class Stack:
             "IMPROVE_BASE_URL": self.base_url or self.web_url,
         }
 
-    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Child:
+    def spawn(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        preexec: Callable[[], None] | None = None,
+    ) -> Child:
+        """Start a child in a process group of its own; it takes the place of one of that name."""
         self.logs.mkdir(parents=True, exist_ok=True)
         log = self.logs / f"{name}.log"
         with log.open("ab") as out:
@@ -180,10 +274,18 @@ class Stack:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us; we stop the children in order
+                preexec_fn=preexec,
             )
         child = Child(name, process, log)
-        self.children.append(child)
+        names = [c.name for c in self.children]
+        if name in names:
+            self.children[names.index(name)] = child
+        else:
+            self.children.append(child)
         return child
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
 
     def start(self) -> None:
         """Start everything and return once it answers; on any failure, stop what started."""
@@ -205,11 +307,15 @@ class Stack:
             [sys.executable, "-m", "prefect", "server", "start",
              "--host", self.host, "--port", str(self.prefect_port)],
             env,
+            _dies_with_parent(signal.SIGKILL),
         )  # fmt: skip
         self.wait_for(f"{self.api_url}/health", server)
 
     def start_serving(self) -> None:
-        serve = [sys.executable, "-m", "improve.stack", "serve", str(self.prefect_file)]
+        """Start the runner, once the runs a dead runner left behind are taken care of."""
+        self.recover_runs()
+        serve = [sys.executable, "-m", "improve.stack", "serve", str(self.prefect_file),
+                 "--parent", str(os.getpid())]  # fmt: skip
         self.spawn("flows", serve)
 
     def start_web(self) -> None:
@@ -217,20 +323,110 @@ class Stack:
             "web",
             [sys.executable, "-m", "uvicorn", "web.app:app",
              "--host", self.host, "--port", str(self.web_port), "--log-level", "warning"],
+            preexec=_dies_with_parent(signal.SIGKILL),
         )  # fmt: skip
         self.wait_for(f"{self.web_url}/healthz", web)
+
+    def restart(self, name: str) -> None:
+        """Stop what is left of the child `name` and start it again, as `start` did."""
+        old = self.child(name)
+        old.stop()
+        old.note(f"{name} stopped (exit {old.process.returncode}); starting it again")
+        starts = {"prefect-server": self.start_prefect, "flows": self.start_serving}
+        try:
+            starts.get(name, self.start_web)()
+        except StackFailed:
+            self.child(name).stop()  # a supervisor sees it stopped, and tries again later
+            raise
+
+    def recover_runs(self) -> list[str]:
+        """Mark crashed the runs a dead runner left PENDING or RUNNING, and run their work again.
+
+        Called before the runner starts, when no runner serves these deployments (this stack's
+        server serves only its own runner, and a dead runner's process group has been killed):
+        a run still pending or running has no process, and would stay so for good, holding a
+        concurrency slot of its deployment. Each becomes Crashed, its subflow runs too, and its
+        deployment runs again with the same parameters: every flow is idempotent. Running again
+        is quicker than leaving it to the sweep, which waits a minute before it moves anything on.
+        Returns the names of the runs started again.
+        """
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (
+            DeploymentFilter,
+            DeploymentFilterName,
+            FlowRunFilter,
+            FlowRunFilterDeploymentId,
+            FlowRunFilterParentFlowRunId,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+        from prefect.client.schemas.responses import SetStateStatus
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+        from prefect.states import Crashed, State
+
+        unfinished = FlowRunFilterState(
+            type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING])
+        )
+        names = [spec["name"] for spec in deployment_specs(self.prefect_file)]
+        message = "Its runner, the flows process of improve up, died; the run was started again."
+        started: list[str] = []
+        with (
+            temporary_settings(updates={PREFECT_API_URL: self.api_url}),
+            get_client(sync_client=True) as client,
+        ):
+            ours = client.read_deployments(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=names))
+            )
+            if not ours:
+                return started
+            deployment = {d.id: d.name for d in ours}
+            by_deployment = FlowRunFilterDeploymentId(any_=list(deployment))
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(deployment_id=by_deployment, state=unfinished)
+            )
+            crashed: list[UUID] = []
+            for run in runs:
+                # Not forced: a run that finished meanwhile stays finished (terminal states stay).
+                state: State[Any] = Crashed(message=message)
+                result = client.set_flow_run_state(run.id, state)
+                if result.status == SetStateStatus.ACCEPT and run.deployment_id is not None:
+                    crashed.append(run.id)
+                    client.create_flow_run_from_deployment(
+                        run.deployment_id,
+                        parameters=run.parameters,
+                        idempotency_key=f"improve-up-rerun-{run.id}",
+                    )
+                    started.append(f"{run.name} ({deployment[run.deployment_id]})")
+            parents = crashed
+            while parents:  # subflows (the sweep's routes and advances) crashed with their parent
+                children = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=parents),
+                        state=unfinished,
+                    )
+                )
+                for run in children:
+                    client.set_flow_run_state(run.id, Crashed(message=message))
+                parents = [run.id for run in children]
+        if started:
+            self.say(
+                f"{len(started)} flow run(s) left pending or running by a stopped runner marked "
+                f"crashed and started again: {', '.join(started)}"
+            )
+        return started
 
     def wait_for(self, url: str, child: Child, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.check_alive()
+            self.check_alive(child)
             try:
                 if httpx.get(url, timeout=2.0).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise StackFailed(f"{child.name} did not answer {url} in {timeout:.0f} s:\n{child.tail()}")
+        raise NoAnswer(f"{child.name} did not answer {url} in {timeout:.0f} s:\n{child.tail()}")
 
     def wait_until_served(self, timeout: float = 90.0) -> None:
         """Wait until every deployment and its event triggers are registered with the server.
@@ -258,12 +454,13 @@ class Stack:
             except (httpx.HTTPError, ValueError, KeyError, TypeError):
                 pass
             time.sleep(0.3)
-        flows = next(c for c in self.children if c.name == "flows")
+        flows = self.child("flows")
         raise StackFailed(f"the deployments were not served in {timeout:.0f} s:\n{flows.tail()}")
 
-    def check_alive(self) -> None:
-        for child in self.children:
-            code = child.process.poll()
+    def check_alive(self, *children: Child) -> None:
+        """Raise StackFailed if a child (by default, any) has stopped."""
+        for child in children or self.children:
+            code = child.exit_code()
             if code is not None:
                 raise StackFailed(
                     f"{child.name} stopped (exit {code}); the end of {child.log}:\n{child.tail()}"
@@ -276,6 +473,69 @@ class Stack:
         self.children.clear()
 
 
+class Supervisor:
+    """Keeps a started `Stack` running: a child that died is started again after a backoff.
+
+    A dead Prefect server is started first, then the runner, anew: its runs may have lost the
+    server mid-way, and a new runner begins by recovering them. A child that keeps dying stops
+    everything (StackFailed, with the end of its log).
+    """
+
+    def __init__(self, stack: Stack, say: Callable[[str], object]) -> None:
+        self.stack = stack
+        self.say = say
+        self.deaths: dict[str, list[float]] = {}
+        self.delays: dict[str, float] = {}
+        self.due: dict[str, float] = {}  # child → when it starts again
+
+    def check(self) -> None:
+        """Notice the children that died; start again those whose backoff is over."""
+        for child in self.stack.children:
+            if child.name not in self.due and (code := child.exit_code()) is not None:
+                self._died(child, code)
+        for name in [child.name for child in self.stack.children]:  # in start order: server first
+            if name not in self.due or self.due[name] > time.monotonic():
+                continue
+            if name != "prefect-server" and "prefect-server" in self.due:
+                continue
+            del self.due[name]
+            self._restart(name)
+
+    def _died(self, child: Child, code: int) -> None:
+        now = time.monotonic()
+        deaths = [t for t in self.deaths.get(child.name, []) if now - t < GIVE_UP_WINDOW]
+        self.deaths[child.name] = [*deaths, now]
+        if len(deaths) + 1 >= GIVE_UP_AFTER:
+            raise StackFailed(
+                f"{child.name} stopped {len(deaths) + 1} times in {GIVE_UP_WINDOW / 60:.0f} "
+                f"minutes (exit {code}); the end of {child.log}:\n{child.tail()}"
+            )
+        last = self.delays.get(child.name)
+        up_long = now - child.started >= STABLE_AFTER
+        delay = BACKOFF_FIRST if last is None or up_long else min(2 * last, BACKOFF_MAX)
+        self.delays[child.name] = delay
+        self.due[child.name] = now + delay
+        self.say(f"{child.name} stopped (exit {code}); restarting in {delay:.0f} s")
+
+    def _restart(self, name: str) -> None:
+        again = [name]
+        if name == "prefect-server" and "flows" not in self.due:
+            again.append("flows")  # a new runner, which recovers the runs the server lost
+        for each in again:
+            # On failure the child is left stopped: the next check counts one more death.
+            try:
+                self.stack.restart(each)
+            except NoAnswer as exc:
+                self.say(str(exc).splitlines()[0].rstrip(":") + "; stopped it")
+                return
+            except StackFailed:
+                return  # it died starting: the next check says so, with its exit code
+            except httpx.HTTPError as exc:  # the Prefect server, while runs were recovered
+                self.say(f"{each} not started: the Prefect server failed to answer ({exc})")
+                return
+            self.say(f"{each} restarted" + ("" if each == name else f" after {name}"))
+
+
 # --- improve up ------------------------------------------------------------------------------
 
 
@@ -286,7 +546,10 @@ def _interrupt(signum: int, frame: Any) -> None:
 def up(
     *, demo: bool, web_port: int = 8000, prefect_port: int = 4200, smtp_port: int | None = None
 ) -> None:
-    """Run Improve on this machine until Ctrl-C or SIGTERM, then stop everything cleanly."""
+    """Run Improve on this machine until Ctrl-C or SIGTERM, then stop everything cleanly.
+
+    A child that dies is started again (`Supervisor`), and the console says so.
+    """
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from rich.console import Console
 
@@ -296,6 +559,10 @@ def up(
     from models.db import init_db
 
     console = Console()
+
+    def say(line: str) -> None:
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+
     data = settings.data_dir.resolve()
     data.mkdir(parents=True, exist_ok=True)
     init_db()
@@ -310,8 +577,13 @@ def up(
         prefect_port=prefect_port,
         web_port=web_port,
         base_url=base_url,
+        say=say,
     )
+    supervisor = Supervisor(stack, say=say)
     sink = None
+    # Both, explicitly: a shell starts a background job with SIGINT ignored, and Python then
+    # leaves it ignored.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if not settings.smtp_relay_configured:
@@ -328,7 +600,7 @@ def up(
             if demo:
                 _print_demo_sign_in(console, stack)
             while True:
-                stack.check_alive()
+                supervisor.check()
                 time.sleep(0.5)
     except KeyboardInterrupt:
         console.print("\nStopping…")
@@ -346,14 +618,10 @@ def _seed_demo(console: Any) -> list[int]:
     """Seed the demo organisation (idempotent); the ids of its improvements awaiting routing."""
     from sqlmodel import select
 
+    from improve.demo import seed
     from models import Improvement, Status
     from models.db import session_scope
 
-    try:
-        from improve.demo import seed
-    except ImportError:
-        console.print("[yellow]No demo data:[/] improve/demo.py is not there yet.")
-        return []
     with session_scope() as session:
         counts = seed(session=session)
     if any(counts.values()):
@@ -404,7 +672,12 @@ def _print_urls(console: Any, stack: Stack, sink: bool, smtp_port: int | None) -
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["serve"]:
-        sys.exit("usage: python -m improve.stack serve [prefect.yaml]")
+    parser = argparse.ArgumentParser(prog="python -m improve.stack")
+    parser.add_argument("command", choices=["serve"])
+    parser.add_argument("prefect_file", nargs="?", type=Path, default=PREFECT_FILE)
+    parser.add_argument("--parent", type=int, help="end, flow runs and all, when this process does")
+    arguments = parser.parse_args()
+    if arguments.parent is not None:
+        end_with(arguments.parent)
     os.chdir(REPO)
-    serve_deployments(Path(sys.argv[2]) if len(sys.argv) > 2 else PREFECT_FILE)
+    serve_deployments(arguments.prefect_file)

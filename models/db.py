@@ -50,8 +50,6 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and ":memory:" not in url:
-            from pathlib import Path
-
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -69,14 +67,6 @@ def make_engine(url: str) -> Engine:
 
 
 engine: Engine = make_engine(settings.effective_database_url)
-
-
-def use_database(url: str) -> Engine:
-    """Point Improve at another database (tests, the CLI's --database option)."""
-    global engine
-    engine.dispose()
-    engine = make_engine(url)
-    return engine
 
 
 def get_engine() -> Engine:

@@ -1,5 +1,6 @@
 """Improvements, who they touch, and the append-only history of their transitions."""
 
+import math
 from datetime import datetime
 from enum import StrEnum
 
@@ -91,6 +92,11 @@ class Estimates(SQLModel):
         # JSON's true and "12" are no numbers, though pydantic would read them as 1 and 12.
         if isinstance(value, bool | str):
             raise ValueError("must be a number")
+        # NaN and infinity are floats (JSON's NaN and Infinity, the CLI's "nan"); they fail `ge`
+        # or `le` only by accident, with a message about the limit. Every door builds this model,
+        # so this is the one place that refuses them.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number")
         return value
 
 

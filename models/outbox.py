@@ -15,6 +15,7 @@ class OutboxStatus(StrEnum):
     sending = "sending"
     sent = "sent"
     failed = "failed"
+    skipped = "skipped"  # not sent on purpose (the customer withdrew consent): never retried
 
 
 class OutboxEmail(SQLModel, table=True):

@@ -82,25 +82,68 @@ def opt_out(*, session: Session, customer_id: int, purpose: Purpose | str, token
         consent.changed_at = now
         session.add(consent)
     # else: already opted out; keep the original date of the refusal.
-
-    templates = TEMPLATES_FOR[purpose]
-    if templates:
-        # Notices queued before the opt-out but not yet sent must not go out after it.
-        session.execute(
-            update(OutboxEmail)
-            .where(
-                col(OutboxEmail.recipient) == customer.email,
-                col(OutboxEmail.template).in_(templates),
-                col(OutboxEmail.status) == OutboxStatus.queued,
-            )
-            .values(
-                status=OutboxStatus.failed,
-                last_error=f"not sent: the customer opted out of {purpose.value} on "
-                f"{now:%Y-%m-%d %H:%M} UTC",
-            )
-        )
     session.flush()
+
+    # Notices queued before the opt-out but not yet sent must not go out after it.
+    skip_withheld_notices(session=session, customer=customer, purpose=purpose)
     return customer
+
+
+def _withheld(session: Session, customer: Customer, purpose: Purpose) -> str | None:
+    """Why `purpose` notices must not go to `customer` (what a skipped row records), or None."""
+    consent = session.exec(
+        select(CustomerConsent).where(
+            CustomerConsent.customer_id == customer.id, CustomerConsent.purpose == purpose
+        )
+    ).first()
+    if consent is not None and consent.granted:
+        return None
+    what = purpose.value.replace("_", " ")
+    if consent is None:  # no record is no consent
+        return f"skipped: {customer.name} has not agreed to {what}"
+    return f"skipped: {customer.name} withdrew consent to {what} on {consent.changed_at:%Y-%m-%d}"
+
+
+def consent_withheld(*, session: Session, recipient: str, template: str) -> str | None:
+    """Why this email must not be sent to `recipient` now, or None when it may be.
+
+    The one consent rule for the outbox: a template of TEMPLATES_FOR goes to a customer only while
+    they agree to its purpose. It is checked when the email is sent, not only when it is queued.
+    An address that is no customer's (a colleague's thank-you reuses customer_notice) needs none.
+    """
+    purposes = [purpose for purpose, templates in TEMPLATES_FOR.items() if template in templates]
+    if not purposes:
+        return None
+    customer = session.exec(select(Customer).where(Customer.email == recipient)).first()
+    if customer is None:
+        return None
+    for purpose in purposes:
+        reason = _withheld(session, customer, purpose)
+        if reason is not None:
+            return reason
+    return None
+
+
+def skip_withheld_notices(*, session: Session, customer: Customer, purpose: Purpose) -> int:
+    """Mark the queued `purpose` notices to a customer who does not agree to it as skipped.
+
+    The same rule as `consent_withheld`, applied at once to every waiting row; a row already being
+    sent is left to its sender, which asks `consent_withheld` itself. Returns how many were skipped.
+    """
+    templates = TEMPLATES_FOR[purpose]
+    reason = _withheld(session, customer, purpose) if templates else None
+    if reason is None:
+        return 0
+    result = session.exec(
+        update(OutboxEmail)
+        .where(
+            col(OutboxEmail.recipient) == customer.email,
+            col(OutboxEmail.template).in_(templates),
+            col(OutboxEmail.status) == OutboxStatus.queued,
+        )
+        .values(status=OutboxStatus.skipped, last_error=reason)
+    )
+    return int(result.rowcount)
 
 
 def has_consent(*, session: Session, customer_id: int, purpose: Purpose | str) -> bool:

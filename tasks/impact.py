@@ -5,7 +5,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from improve.errors import ImproveError, ImprovementNotFound
+from improve.errors import ImproveError
 from improve.formatting import money, quantity
 from improve.settings import settings
 from models import (
@@ -23,6 +23,7 @@ from models import (
     Status,
 )
 from tasks.consent import consenting_customer_ids, unsubscribe_url
+from tasks.lifecycle import get_improvement
 from tasks.mail import queue_email
 
 
@@ -234,9 +235,7 @@ def announce_completion(*, session: Session, improvement_id: int) -> dict[str, i
     (reusing customer_notice, without an unsubscribe link). Returns counts of notices due
     ("customers", "partners", "colleagues", "not_consented") and "queued": rows added by this call.
     """
-    improvement = session.get(Improvement, improvement_id)
-    if improvement is None:
-        raise ImprovementNotFound(improvement_id)
+    improvement = get_improvement(session=session, improvement_id=improvement_id)
     if improvement.status != Status.completed:
         raise NotCompleted(improvement.reference, improvement.status)
     prefix = f"notice:{improvement_id}"

@@ -1,7 +1,7 @@
-"""The one place that moves an improvement between states and writes the history row."""
+"""Improvements by id, and the one place that moves them between states and writes history."""
 
 from sqlalchemy import update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from improve.errors import IllegalTransition, ImprovementNotFound
 from models import Channel, Improvement, Status, Transition
@@ -25,6 +25,28 @@ ALLOWED: dict[Status | None, set[Status]] = {
     Status.completed: set(),
     Status.cancelled: set(),
 }
+
+
+def get_improvement(*, session: Session, improvement_id: int) -> Improvement:
+    """The improvement as the database has it now (not a stale copy), or ImprovementNotFound."""
+    improvement = session.get(Improvement, improvement_id, populate_existing=True)
+    if improvement is None:
+        raise ImprovementNotFound(improvement_id)
+    return improvement
+
+
+def lock_improvement(*, session: Session, improvement_id: int) -> Improvement:
+    """Take the improvement's row for this transaction, so changes to its approvals take turns.
+
+    A no-op UPDATE rather than SELECT ... FOR UPDATE because it works on both databases: a row
+    lock on PostgreSQL, the write lock on SQLite (which otherwise lets two readers decide alike).
+    """
+    session.execute(
+        update(Improvement)
+        .where(col(Improvement.id) == improvement_id)
+        .values(updated_at=Improvement.updated_at)
+    )
+    return get_improvement(session=session, improvement_id=improvement_id)
 
 
 def can_move(from_status: Status | None, to_status: Status) -> bool:
@@ -64,9 +86,7 @@ def move(
     The update is conditional on the status read, so two concurrent movers cannot both succeed:
     the loser sees the winner's state and gets IllegalTransition naming it.
     """
-    improvement = session.get(Improvement, improvement_id, populate_existing=True)
-    if improvement is None:
-        raise ImprovementNotFound(improvement_id)
+    improvement = get_improvement(session=session, improvement_id=improvement_id)
     from_status = Status(improvement.status)
     if not can_move(from_status, to):
         raise IllegalTransition(improvement.reference, from_status, to)
@@ -88,6 +108,32 @@ def move(
         channel=channel,
         reason=reason,
         at=now,
+    )
+    session.add(row)
+    return row
+
+
+def note(
+    *,
+    session: Session,
+    improvement_id: int,
+    status: Status,
+    actor: str,
+    channel: Channel,
+    reason: str,
+) -> Transition:
+    """A history row for something that happened while the status stayed `status`.
+
+    move records changes of status; a decision at one of two levels, a second level asked, an
+    escalation change none, yet the audit trail must show who did them and how.
+    """
+    row = Transition(
+        improvement_id=improvement_id,
+        from_status=status,
+        to_status=status,
+        actor=actor[:254],
+        channel=channel,
+        reason=reason[:2000],
     )
     session.add(row)
     return row

@@ -3,7 +3,7 @@
 import hashlib
 import logging
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
@@ -17,10 +17,12 @@ from prefect import task
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from improve.errors import ImproveError, NotFound
 from improve.formatting import FILTERS, payback_months
 from improve.settings import settings
 from models import OutboxEmail, OutboxStatus
 from models.db import get_engine, utcnow
+from tasks.consent import consent_withheld
 from tasks.links import seal, unseal
 
 log = logging.getLogger(__name__)
@@ -32,8 +34,12 @@ SEALED = "sealed_links"
 # Emails a person needs in order to do their job: they never offer an unsubscribe header.
 ESSENTIAL = frozenset({"approval_request", "decision", "action_assigned", "sign_in"})
 
-# A sender that dies mid-send leaves its row in "sending"; after this long it is sent again.
+# A sender that dies mid-send leaves its row in "sending"; this long after the claim, it is sent
+# again.
 STALE_CLAIM = timedelta(minutes=10)
+# While the SMTP server cannot be reached, the row that found it so waits this long; its attempts
+# are kept for the server's answers about the email itself.
+RELAY_WAIT = timedelta(seconds=60)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 _ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"\\]+@[^@\s<>()\[\],;:\"\\]+")
@@ -183,6 +189,10 @@ class RelayUnavailable(Exception):
     """The SMTP server cannot be reached or will not take mail from us: no row is at fault."""
 
 
+def _where() -> str:
+    return f"{settings.smtp_host}:{settings.smtp_port}"
+
+
 class _Relay:
     """One SMTP connection reused for a whole batch, opened again when the server dropped it."""
 
@@ -203,8 +213,13 @@ class _Relay:
         try:
             await smtp.connect()
         except (aiosmtplib.SMTPException, OSError) as exc:
-            where = f"{settings.smtp_host}:{settings.smtp_port}"
-            raise RelayUnavailable(f"SMTP server {where} unreachable: {exc}") from exc
+            # A 421 greeting or a refused login reads best as the server put it.
+            said = (
+                f"{exc.code} {exc.message}"
+                if isinstance(exc, aiosmtplib.SMTPResponseException)
+                else str(exc)
+            )
+            raise RelayUnavailable(f"cannot connect to {_where()}: {said}") from exc
         return smtp
 
     async def send(self, message: EmailMessage, recipient: str) -> None:
@@ -219,14 +234,14 @@ class _Relay:
             try:
                 await self.smtp.send_message(message, sender=self.sender, recipients=[recipient])
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
-                raise RelayUnavailable(f"SMTP server dropped the connection: {exc}") from exc
+                raise RelayUnavailable(f"{_where()} dropped the connection: {exc}") from exc
         except aiosmtplib.SMTPTimeoutError as exc:
-            raise RelayUnavailable(f"SMTP server timed out: {exc}") from exc
+            raise RelayUnavailable(f"{_where()} timed out: {exc}") from exc
         except aiosmtplib.SMTPSenderRefused as exc:
             # Refusing our own From address is a relay setting, not this email's fault: failing
             # each row on it would throw away the whole outbox.
             raise RelayUnavailable(
-                f"SMTP server refused the sender: {exc.code} {exc.message}"
+                f"{_where()} refused the sender: {exc.code} {exc.message}"
             ) from exc
 
     async def close(self) -> None:
@@ -238,13 +253,14 @@ class _Relay:
         self.smtp = None
 
 
-def _release_stale_claims(now: datetime) -> None:
+def _release_stale_claims() -> None:
+    # Judged by the clock, from the moment of each claim: a batch's `now` is only its due cut-off.
     with Session(get_engine()) as session:
         session.exec(
             update(OutboxEmail)
             .where(
                 OutboxEmail.status == OutboxStatus.sending,  # type: ignore[arg-type]
-                OutboxEmail.claimed_at < now - STALE_CLAIM,  # type: ignore[operator,arg-type]
+                OutboxEmail.claimed_at < utcnow() - STALE_CLAIM,  # type: ignore[operator,arg-type]
             )
             .values(
                 status=OutboxStatus.queued,
@@ -281,16 +297,21 @@ def _claim(row_id: int, now: datetime) -> OutboxEmail | None:
                 OutboxEmail.status == OutboxStatus.queued,  # type: ignore[arg-type]
                 OutboxEmail.next_attempt_at <= now,  # type: ignore[arg-type]
             )
-            .values(status=OutboxStatus.sending, claimed_at=now)
+            # The time of this claim, not of the batch: a row claimed late in a long batch must
+            # not look abandoned to the next sender.
+            .values(status=OutboxStatus.sending, claimed_at=utcnow())
         )
         row = session.get(OutboxEmail, row_id) if result.rowcount == 1 else None
         session.commit()
         return row
 
 
-def _record(row: OutboxEmail, **values: Any) -> None:
+def _record(row: OutboxEmail, *, attempted: bool = True, **values: Any) -> None:
+    """Settle a claimed row; `attempted` is whether the server was asked to take this email."""
     if "last_error" in values:
         values["last_error"] = values["last_error"][:2000]
+    if attempted:
+        values["attempts"] = row.attempts + 1
     with Session(get_engine()) as session:
         session.exec(
             update(OutboxEmail)
@@ -298,7 +319,7 @@ def _record(row: OutboxEmail, **values: Any) -> None:
                 OutboxEmail.id == row.id,  # type: ignore[arg-type]
                 OutboxEmail.status == OutboxStatus.sending,  # type: ignore[arg-type]
             )
-            .values(claimed_at=None, attempts=row.attempts + 1, **values)
+            .values(claimed_at=None, **values)
         )
         session.commit()
 
@@ -323,19 +344,48 @@ def _retry_later(row: OutboxEmail, now: datetime, error: str) -> str:
     return "deferred"
 
 
+_WAITING = "SMTP relay unreachable since "
+_WAITING_SINCE = re.compile(re.escape(_WAITING) + r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC")
+
+
+def _wait_for_relay(row: OutboxEmail, now: datetime, error: RelayUnavailable) -> None:
+    """Put the row back a little later, its attempts untouched: the server, not it, is at fault."""
+    # A row that waits through several batches keeps the moment it first found the server gone.
+    earlier = _WAITING_SINCE.match(row.last_error)
+    since = datetime.fromisoformat(earlier[1]).replace(tzinfo=UTC) if earlier else utcnow()
+    _record(
+        row,
+        attempted=False,
+        status=OutboxStatus.queued,
+        next_attempt_at=now + RELAY_WAIT,
+        last_error=f"{_WAITING}{since:%Y-%m-%d %H:%M:%S} UTC; waiting, no attempt used: {error}",
+    )
+
+
+def _withheld(row: OutboxEmail) -> str | None:
+    """Why this row must not be sent after all (consent withdrawn since it was queued), or None."""
+    with Session(get_engine()) as session:
+        return consent_withheld(session=session, recipient=row.recipient, template=row.template)
+
+
 async def send_due(
     *, limit: int = 200, now: datetime | None = None, only: list[int] | None = None
 ) -> dict[str, int]:
     """Send the outbox rows that are due (or just those in `only`), each claimed first so no
     two senders send one row."""
     now = now or utcnow()
-    counts = {"sent": 0, "deferred": 0, "failed": 0}
-    _release_stale_claims(now)
+    counts = {"sent": 0, "deferred": 0, "failed": 0, "skipped": 0}
+    _release_stale_claims()
     relay = _Relay()
     try:
         for row_id in _due_ids(now, limit, only):
             row = _claim(row_id, now)
             if row is None:
+                continue
+            reason = _withheld(row)
+            if reason is not None:
+                _record(row, attempted=False, status=OutboxStatus.skipped, last_error=reason)
+                counts["skipped"] += 1
                 continue
             try:
                 message = build_message(row)
@@ -346,9 +396,11 @@ async def send_due(
             try:
                 await relay.send(message, recipient_address(row.recipient))
             except RelayUnavailable as exc:
-                # Hammering a server that is down helps nobody: this row waits, the rest stay due.
-                log.warning("%s; %s deferred and the batch stopped", exc, row.idempotency_key)
-                counts[_retry_later(row, now, str(exc))] += 1
+                # Hammering a server that is down helps nobody: this row waits, the rest stay due,
+                # and none of them loses an attempt, however long the outage lasts.
+                log.warning("%s; %s waits and the batch stopped", exc, row.idempotency_key)
+                _wait_for_relay(row, now, exc)
+                counts["deferred"] += 1
                 break
             except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused) as exc:
                 refusal = (
@@ -379,7 +431,57 @@ async def send_due(
     return counts
 
 
+# --- sending again ---------------------------------------------------------------------------
+
+
+class EmailNotFound(NotFound):
+    def __init__(self, email_id: int) -> None:
+        super().__init__("email", email_id)
+
+
+class NotResendable(ImproveError):
+    status_code = 409
+
+
+def resend(
+    *, session: Session, email_id: int, by: str, improvement_id: int | None = None
+) -> OutboxEmail:
+    """Put a failed email back in the queue with its attempts reset; the caller commits.
+
+    Only a failed row: a sent one went out, a skipped one must not. Its links are still sealed in
+    it (a row forgets them only once sent), so the email that goes out works as the first would
+    have; it keeps its Message-ID. `improvement_id`, when given, must be the email's.
+    """
+    row = session.get(OutboxEmail, email_id)
+    if row is None or (improvement_id is not None and row.improvement_id != improvement_id):
+        raise EmailNotFound(email_id)
+    previous = row.last_error
+    # Conditional, so two people pressing "Send again" at once queue it once and one is told.
+    result = session.exec(
+        update(OutboxEmail)
+        .where(
+            col(OutboxEmail.id) == email_id,
+            col(OutboxEmail.status) == OutboxStatus.failed,
+        )
+        .values(
+            status=OutboxStatus.queued,
+            attempts=0,
+            next_attempt_at=utcnow(),
+            claimed_at=None,
+            last_error=f"queued again by {by} on {utcnow():%Y-%m-%d %H:%M} UTC; "
+            f"it had failed: {previous}"[:2000],
+        )
+    )
+    session.refresh(row)
+    if result.rowcount != 1:
+        raise NotResendable(
+            f"email {email_id} to {row.recipient} is {row.status}: "
+            "only a failed email can be sent again"
+        )
+    return row
+
+
 @task(name="send-outbox", retries=3, retry_delay_seconds=[2, 10, 60])
 async def send_outbox(limit: int = 200) -> dict[str, int]:
-    """Send the due emails in the outbox and return how many were sent, deferred and failed."""
+    """Send the due emails in the outbox; how many were sent, deferred, failed and skipped."""
     return await send_due(limit=limit)

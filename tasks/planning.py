@@ -2,20 +2,13 @@
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sqlalchemy import and_, exists, func, update
 from sqlmodel import Session, col, select
 
-from improve.errors import (
-    IllegalTransition,
-    ImprovementNotFound,
-    InvalidInput,
-    LinkRefused,
-    NotFound,
-)
+from improve.errors import IllegalTransition, InvalidInput, LinkRefused, NotFound
 from improve.formatting import money, quantity
 from improve.settings import settings
 from models import (
@@ -28,24 +21,15 @@ from models import (
     Colleague,
     Improvement,
     ImprovementPartner,
-    Purpose,
     Status,
 )
 from models.db import MAX_AMOUNT, utcnow
 from tasks import links
-from tasks.consent import consenting_customer_ids
-from tasks.impact import (
-    affected_customers,
-    impact_lines,
-    queue_customer_notices,
-    queue_partner_notices,
-)
-from tasks.lifecycle import move
+from tasks.lifecycle import get_improvement, move
 from tasks.mail import queue_email
+from tasks.routing import load_fallback
 
 log = logging.getLogger(__name__)
-
-AUTOMATIC = "automatic step"  # completed_by of a step a task carried out
 
 
 @dataclass(frozen=True)
@@ -54,8 +38,8 @@ class Step:
 
     owner: "submitter", "approver" (who approved at the highest level), or a role from the
     colleague table such as "Facilities Coordinator"; whoever cannot be found falls back to the
-    submitter. An automatic step is carried out by the named task; its owner is only accountable
-    for it and gets no email.
+    submitter. An automatic step is carried out by the named function (tasks/automatic.py); its
+    owner is only accountable for it and gets no email.
     """
 
     title: str
@@ -172,10 +156,7 @@ class _Owners:
         return _present(self.session, self.session.get(Colleague, colleague_id), self.today, due)
 
     def _fallback(self, due: date) -> Colleague | None:
-        found = self.session.exec(
-            select(Colleague).where(Colleague.email == settings.fallback_approver.lower())
-        ).first()
-        return _present(self.session, found, self.today, due)
+        return _present(self.session, load_fallback(self.session), self.today, due)
 
     def _role(self, name: str, due: date) -> Colleague | None:
         candidates = self.session.exec(
@@ -203,7 +184,8 @@ class _Owners:
 # --- the plan ---------------------------------------------------------------------------------
 
 
-def _items(session: Session, improvement_id: int) -> list[ActionItem]:
+def action_items(session: Session, improvement_id: int) -> list[ActionItem]:
+    """The items of an improvement's plan in order, as the database has them now."""
     return list(
         session.exec(
             select(ActionItem)
@@ -223,10 +205,8 @@ def plan_actions(
     person does gets a single-use link and an action_assigned email. Planned already: the existing
     items come back and nothing is queued.
     """
-    improvement = session.get(Improvement, improvement_id)
-    if improvement is None:
-        raise ImprovementNotFound(improvement_id)
-    existing = _items(session, improvement_id)
+    improvement = get_improvement(session=session, improvement_id=improvement_id)
+    existing = action_items(session, improvement_id)
     if existing:
         return existing
     today = today or utcnow().date()
@@ -250,7 +230,7 @@ def plan_actions(
             f"from the {improvement.category} playbook",
         )
     except IllegalTransition:
-        existing = _items(session, improvement_id)
+        existing = action_items(session, improvement_id)
         if existing:  # another planner won the race
             return existing
         raise
@@ -371,186 +351,6 @@ def complete_action(
     return item
 
 
-# --- automatic steps --------------------------------------------------------------------------
-
-
-def open_automatic_steps(*, session: Session, improvement_id: int) -> list[int]:
-    """Automatic items whose turn has come, in plan order: open, with every item before them
-    done or cancelled or itself one of these automatic steps.
-
-    Run them in the order given (switch customers, then tell them); a person's open step stops the
-    list, and its completion (ACTION_COMPLETED) is what makes the next ones ready.
-    """
-    ready: list[int] = []
-    for item in _items(session, improvement_id):
-        if item.status != ActionStatus.open:
-            continue
-        if item.automatic_step is None:
-            break  # a person's step comes first; later steps wait for it
-        assert item.id is not None
-        ready.append(item.id)
-    return ready
-
-
-def automatic_steps_due(*, session: Session) -> list[int]:
-    """Every automatic item whose turn has come, across improvements in progress (for the sweep)."""
-    in_progress = session.exec(
-        select(Improvement.id)
-        .where(Improvement.status == Status.in_progress)
-        .order_by(col(Improvement.id))
-    ).all()
-    due: list[int] = []
-    for improvement_id in in_progress:
-        if improvement_id is not None:
-            due.extend(open_automatic_steps(session=session, improvement_id=improvement_id))
-    return due
-
-
-def _switch_to_estatements(session: Session, item: ActionItem, improvement: Improvement) -> str:
-    # There is no statement-delivery column yet (contact_format is about email, consent about
-    # purposes), so the switch is recorded on the step itself. Only customers who agreed to hear
-    # about improvements are switched: nobody is changed without being told.
-    assert improvement.id is not None
-    customers = affected_customers(session=session, improvement_id=improvement.id)
-    told = consenting_customer_ids(
-        session=session,
-        customer_ids=[c.id for c in customers if c.id is not None],
-        purpose=Purpose.improvement_updates,
-    )
-    switched = [f"{c.name} (#{c.id})" for c in customers if c.id in told]
-    kept = [f"{c.name} (#{c.id})" for c in customers if c.id not in told]
-    note = f"Switched to e-statements: {', '.join(switched) or 'nobody'}."
-    if kept:
-        note += f" Left on paper (not agreed to be told of changes): {', '.join(kept)}."
-    return note
-
-
-def _expectation(improvement: Improvement) -> str:
-    """The estimate as one sentence: mid-plan nothing is achieved yet, so it is not listed."""
-    lines = impact_lines(improvement)
-    if not lines:
-        return ""
-    return "We expect " + "; ".join(line[0].lower() + line[1:] for line in lines) + "."
-
-
-def _switched_to_estatements(session: Session, improvement_id: int) -> bool:
-    return (
-        session.exec(
-            select(ActionItem.id).where(
-                ActionItem.improvement_id == improvement_id,
-                ActionItem.automatic_step == "switch_to_estatements",
-                ActionItem.status == ActionStatus.done,
-            )
-        ).first()
-        is not None
-    )
-
-
-def _notify_customers(session: Session, item: ActionItem, improvement: Improvement) -> str:
-    assert improvement.id is not None
-    parts = [f"We have made a change to how we serve you: “{improvement.title}”."]
-    if _switched_to_estatements(session, improvement.id):
-        # Only customers who hear this were switched (see _switch_to_estatements).
-        parts.append(
-            "From now on your statements come by email rather than by post. If you would rather "
-            "keep paper statements, reply to this email and we will switch you back."
-        )
-    else:
-        parts.append(_short(improvement))
-    parts.append(_expectation(improvement))
-    return _tell(session, item, improvement, " ".join(p for p in parts if p))
-
-
-def _send_customer_update(session: Session, item: ActionItem, improvement: Improvement) -> str:
-    summary = f"An update from us: “{improvement.title}”. {_short(improvement)}"
-    return _tell(session, item, improvement, summary.strip())
-
-
-def _tell(session: Session, item: ActionItem, improvement: Improvement, summary: str) -> str:
-    counts = queue_customer_notices(
-        session=session,
-        improvement=improvement,
-        key_prefix=f"step:{item.id}",
-        summary=summary,
-        lines=[],  # the template lists these as achieved; mid-plan the estimate is in the summary
-    )
-    return (
-        f"Notice queued for {counts['customers']} customer(s); "
-        f"{counts['not_consented']} not written to (no consent to improvement updates)."
-    )
-
-
-def _notify_partners(session: Session, item: ActionItem, improvement: Improvement) -> str:
-    summary = " ".join(
-        p
-        for p in (
-            f"The change “{improvement.title}”, which involves your service to us, is now in "
-            "place.",
-            _short(improvement),
-            _expectation(improvement),
-            "We will measure the result and tell you what it achieved.",
-        )
-        if p
-    )
-    counts = queue_partner_notices(
-        session=session,
-        improvement=improvement,
-        key_prefix=f"step:{item.id}",
-        summary=summary,
-        lines=[],
-    )
-    return f"Notice queued for {counts['partners']} partner(s)."
-
-
-def _short(improvement: Improvement, limit: int = 600) -> str:
-    text = " ".join(improvement.description.split())
-    if len(text) <= limit:
-        return text
-    return text[:limit].rsplit(" ", 1)[0] + "…"
-
-
-AUTOMATIC_STEPS: dict[str, Callable[[Session, ActionItem, Improvement], str]] = {
-    "switch_to_estatements": _switch_to_estatements,
-    "notify_customers": _notify_customers,
-    "send_customer_update": _send_customer_update,
-    "notify_partners": _notify_partners,
-}
-
-
-def run_automatic_step(*, session: Session, action_id: int) -> ActionItem:
-    """Carry out an automatic item and mark it done; a done item comes back as it is.
-
-    The caller commits.
-
-    Every email the step queues has a key of its own, so a retry after a crash sends nothing twice.
-    """
-    item = session.get(ActionItem, action_id, populate_existing=True)
-    if item is None:
-        raise NotFound("action", action_id)
-    if item.status != ActionStatus.open:
-        return item
-    if item.automatic_step not in AUTOMATIC_STEPS:
-        raise InvalidInput(
-            {"automatic_step": f"action {action_id} names no known step: {item.automatic_step!r}"}
-        )
-    improvement = session.get(Improvement, item.improvement_id)
-    if improvement is None:
-        raise ImprovementNotFound(item.improvement_id)
-    note = AUTOMATIC_STEPS[item.automatic_step](session, item, improvement)
-    session.execute(
-        update(ActionItem)
-        .where(col(ActionItem.id) == action_id, col(ActionItem.status) == ActionStatus.open)
-        .values(
-            status=ActionStatus.done,
-            completed_by=AUTOMATIC,
-            completed_at=utcnow(),
-            result_note=note[:2000],
-        )
-    )
-    session.refresh(item)
-    return item
-
-
 # --- completion -------------------------------------------------------------------------------
 
 
@@ -559,12 +359,10 @@ def complete_improvement(*, session: Session, improvement_id: int, actor: str) -
 
     Returns False when it is not ready or already completed. Caller commits, then emits COMPLETED.
     """
-    improvement = session.get(Improvement, improvement_id, populate_existing=True)
-    if improvement is None:
-        raise ImprovementNotFound(improvement_id)
+    improvement = get_improvement(session=session, improvement_id=improvement_id)
     if improvement.status != Status.in_progress:
         return False
-    items = _items(session, improvement_id)
+    items = action_items(session, improvement_id)
     if not items or any(i.status == ActionStatus.open for i in items):
         return False
     done = [i for i in items if i.status == ActionStatus.done]

@@ -1,16 +1,17 @@
 """Routing by authority: who should approve an improvement, at which level, and why them."""
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
 from sqlmodel import Session, select
 
-from improve.errors import ImproveError, ImprovementNotFound
+from improve.errors import ImproveError
 from improve.formatting import label, money
 from improve.settings import settings
-from models import Authority, Category, Colleague, Improvement
+from models import ApprovalRequest, Authority, Category, Colleague, Improvement
 from models.db import utcnow
+from tasks.lifecycle import get_improvement
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,12 @@ def levels_needed(estimated_cost: float, threshold: float) -> int:
     return 2 if estimated_cost > threshold else 1
 
 
+def levels_for(improvement: Improvement, requests: Sequence[ApprovalRequest] = ()) -> int:
+    """Levels this improvement needs: by its cost now, and never fewer than already asked."""
+    by_cost = levels_needed(improvement.estimated_cost, settings.two_level_threshold)
+    return max([by_cost, *(r.level for r in requests)])
+
+
 def _until(colleague: Colleague) -> str:
     return (
         f"until {colleague.absent_to:%Y-%m-%d}" if colleague.absent_to else "until further notice"
@@ -50,8 +57,11 @@ def _authority_sentence(
     )
 
 
-class _Org:
-    """The colleagues and authorities one routing decision looks at, indexed once."""
+class Organisation:
+    """The colleagues and authorities one routing decision looks at, indexed once.
+
+    `load_organisation` reads it for a stored improvement; tests build one from plain lists.
+    """
 
     def __init__(
         self,
@@ -208,14 +218,8 @@ def absences(notes: list[str]) -> list[str]:
 
 def choose_approvers(
     *,
-    category: Category | str,
-    estimated_cost: float,
-    submitter_id: int | None,
-    colleagues: Iterable[Colleague],
-    authorities: Iterable[Authority],
-    fallback: Colleague | None,
+    org: Organisation,
     threshold: float,
-    today: date,
     levels: Collection[int] | None = None,
     exclude: Collection[int] = (),
 ) -> list[Route]:
@@ -227,15 +231,6 @@ def choose_approvers(
     and `exclude` names colleagues who may not be asked (those who already decided another level).
     Raises NoApprover when a level has neither a covering authority nor a usable fallback.
     """
-    org = _Org(
-        category=category,
-        estimated_cost=estimated_cost,
-        submitter_id=submitter_id,
-        colleagues=colleagues,
-        authorities=authorities,
-        fallback=fallback,
-        today=today,
-    )
     needed = levels_needed(org.cost, threshold)
     if org.goodwill_within_own_authority(needed):
         return []
@@ -265,14 +260,8 @@ def choose_approvers(
 
 def choose_replacement(
     *,
+    org: Organisation,
     level: int,
-    category: Category | str,
-    estimated_cost: float,
-    submitter_id: int | None,
-    colleagues: Iterable[Colleague],
-    authorities: Iterable[Authority],
-    fallback: Colleague | None,
-    today: date,
     approver_id: int,
     on_behalf_of_id: int | None,
     asked: Collection[int],
@@ -284,15 +273,6 @@ def choose_replacement(
     `asked` holds everyone already asked at this level and whoever decided another level; `why`
     says what happened ("has not answered in 5 days").
     """
-    org = _Org(
-        category=category,
-        estimated_cost=estimated_cost,
-        submitter_id=submitter_id,
-        colleagues=colleagues,
-        authorities=authorities,
-        fallback=fallback,
-        today=today,
-    )
     approver = org.people.get(approver_id)
     name = approver.name if approver else "The approver"
     taken = {*asked, approver_id}
@@ -324,6 +304,21 @@ def load_fallback(session: Session) -> Colleague | None:
     )
 
 
+def load_organisation(*, session: Session, improvement: Improvement, today: date) -> Organisation:
+    """Today's colleagues, the authorities for the improvement's category, and the fallback."""
+    return Organisation(
+        category=improvement.category,
+        estimated_cost=improvement.estimated_cost,
+        submitter_id=improvement.submitter_id,
+        colleagues=session.exec(select(Colleague)).all(),
+        authorities=session.exec(
+            select(Authority).where(Authority.category == improvement.category)
+        ).all(),
+        fallback=load_fallback(session),
+        today=today,
+    )
+
+
 def routes_for(
     *,
     session: Session,
@@ -333,20 +328,12 @@ def routes_for(
     exclude: Collection[int] = (),
 ) -> list[Route]:
     """choose_approvers for a stored improvement, with today's colleagues and authorities."""
-    improvement = session.get(Improvement, improvement_id)
-    if improvement is None:
-        raise ImprovementNotFound(improvement_id)
+    improvement = get_improvement(session=session, improvement_id=improvement_id)
     return choose_approvers(
-        category=improvement.category,
-        estimated_cost=improvement.estimated_cost,
-        submitter_id=improvement.submitter_id,
-        colleagues=session.exec(select(Colleague)).all(),
-        authorities=session.exec(
-            select(Authority).where(Authority.category == improvement.category)
-        ).all(),
-        fallback=load_fallback(session),
+        org=load_organisation(
+            session=session, improvement=improvement, today=today or utcnow().date()
+        ),
         threshold=settings.two_level_threshold,
-        today=today or utcnow().date(),
         levels=levels,
         exclude=exclude,
     )

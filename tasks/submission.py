@@ -25,11 +25,14 @@ def submit_improvement(
 ) -> Improvement:
     """Store a submitted improvement in the caller's transaction, or raise InvalidInput.
 
-    `by` is the signed-in colleague (web and API): the submitter unless the data names someone
-    else, which only operations may do; the history then says who submitted it for whom.
+    The one submission path of the web form, the API and the CLI. Each field was checked when
+    `data` was made (ImprovementCreate: numbers finite, non-negative and in range; a real title);
+    here what needs the database: the submitter, the customers and partners, who may submit for
+    whom. `by` is the signed-in colleague (web and API): the submitter unless the data names
+    someone else, which only operations may do; the history then says who submitted it for whom.
     Without `by` (the CLI, run by whoever runs Improve) the data must name the submitter.
     Everything is checked before anything is written, so bad input leaves no trace.
-    The caller commits, then emits `improve.improvement.submitted`.
+    The caller commits, then announces it (improve.events.emit_submitted).
     """
     errors: dict[str, str] = {}
     email = (data.submitter_email or (by.email if by else "")).strip().lower()

@@ -86,6 +86,9 @@ def test_bad_input_names_the_field_and_writes_nothing(session: Session) -> None:
         (["--title", "Bins", "--category", "waste", "--submitter", "asha@example.org",
           "--cost", "-5"], "estimated_cost"),
         (["--title", "", "--category", "waste", "--submitter", "asha@example.org"], "title"),
+        # The same check as the web form and the API: ImprovementCreate refuses it for all three.
+        (["--title", "Bins", "--category", "waste", "--submitter", "asha@example.org",
+          "--kwh", "nan"], "finite number"),
         (["--category", "waste", "--submitter", "asha@example.org"], "title"),
     ]  # fmt: skip
     for args, field in cases:

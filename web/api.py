@@ -27,6 +27,7 @@ from models import (
     Status,
 )
 from models.db import MAX_INT, get_engine
+from tasks.lifecycle import get_improvement
 from web.auth import Staff
 from web.forms import Id
 from web.views import improvement_view, submit
@@ -238,8 +239,7 @@ def create_improvement(
     It is stored, then announced so it is routed to its approvers."""
     improvement_id = submit(data, channel=Channel.api, by=colleague)
     with Session(get_engine()) as session:
-        improvement = session.get(Improvement, improvement_id)
-        assert improvement is not None
+        improvement = get_improvement(session=session, improvement_id=improvement_id)
         response.headers["Location"] = f"/api/improvements/{improvement_id}"
         return _out(improvement)
 

@@ -2,7 +2,7 @@
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Path
@@ -47,15 +47,6 @@ def parse_amount(raw: str | None, field: str, errors: dict[str, str], *, whole: 
 def split_emails(raw: str | None) -> list[str]:
     """'a@x.org, b@y.org; c@z.org' → the three addresses (commas, semicolons or spaces)."""
     return [part for part in re.split(r"[,;\s]+", raw or "") if part]
-
-
-def non_finite_fields(values: Mapping[str, Any], fields: Iterable[str]) -> dict[str, str]:
-    """Infinity and NaN pass pydantic's `ge=0` on floats; an amount must be a real number."""
-    return {
-        field: "must be a finite number"
-        for field in fields
-        if isinstance(values.get(field), float) and not math.isfinite(values[field])
-    }
 
 
 def plain_errors(errors: Sequence[Any], *, skip: tuple[str, ...] = ()) -> dict[str, str]:

@@ -21,18 +21,19 @@ from models import (
     Channel,
     Colleague,
     Customer,
-    Improvement,
     Purpose,
 )
 from models.db import get_engine
-from tasks.approvals import record_decision
 from tasks.consent import opt_out, unsubscribe_url
+from tasks.decisions import record_decision
+from tasks.lifecycle import get_improvement
 from tasks.links import check_action_link, check_approval_link
 from tasks.planning import complete_action
+from tasks.routing import levels_for
 from web.forms import Id, parse_amount
 from web.limits import check_guesses
 from web.render import page
-from web.views import colleagues_by_id, levels_for
+from web.views import colleagues_by_id
 
 # Public: the token in each address is the permission, so refused ones count as guesses.
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_guesses)])
@@ -54,8 +55,7 @@ MEASURED_FIELDS = {
 
 
 def _approval_context(session: Session, approval: ApprovalRequest) -> dict[str, Any]:
-    improvement = session.get(Improvement, approval.improvement_id)
-    assert improvement is not None  # a foreign key
+    improvement = get_improvement(session=session, improvement_id=approval.improvement_id)
     siblings = session.exec(
         select(ApprovalRequest).where(ApprovalRequest.improvement_id == improvement.id)
     ).all()
@@ -163,8 +163,7 @@ def decide_approval(
 
 
 def _action_context(session: Session, action: ActionItem) -> dict[str, Any]:
-    improvement = session.get(Improvement, action.improvement_id)
-    assert improvement is not None
+    improvement = get_improvement(session=session, improvement_id=action.improvement_id)
     owner = session.get(Colleague, action.owner_id) if action.owner_id else None
     return {
         "action": action,

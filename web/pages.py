@@ -23,6 +23,7 @@ from models import (
 from models.db import get_engine, session_scope
 from tasks.access import set_access
 from tasks.impact import impact_totals
+from tasks.mail import resend
 from web.auth import Staff, may_see_contacts, require
 from web.forms import (
     ESTIMATE_FIELDS,
@@ -248,3 +249,19 @@ def change_access(
     except InvalidInput as exc:
         return _colleagues_page(request, admin, error=str(exc))
     return _colleagues_page(request, admin, changed=message)
+
+
+# --- emails ----------------------------------------------------------------------------------
+
+
+@router.post("/improvements/{improvement_id}/emails/{email_id}/resend")
+def resend_email(
+    improvement_id: Id,
+    email_id: Id,
+    colleague: Annotated[Colleague, Depends(require(Access.operations))],
+) -> RedirectResponse:
+    """Queue a failed email about this improvement again (operations and admins); the outbox
+    sends it."""
+    with session_scope() as session:
+        resend(session=session, email_id=email_id, by=colleague.name, improvement_id=improvement_id)
+    return RedirectResponse(f"/improvements/{improvement_id}#emails", status_code=303)

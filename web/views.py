@@ -7,8 +7,6 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from improve import events
-from improve.errors import ImprovementNotFound, InvalidInput
-from improve.settings import settings
 from models import (
     ActionItem,
     ApprovalRequest,
@@ -26,9 +24,9 @@ from models import (
     Transition,
 )
 from models.db import get_engine, utcnow
-from tasks.routing import levels_needed
+from tasks.lifecycle import get_improvement
+from tasks.routing import levels_for
 from tasks.submission import submit_improvement
-from web.forms import ESTIMATE_FIELDS, non_finite_fields
 
 
 @dataclass
@@ -65,17 +63,9 @@ def colleagues_by_id(session: Session, ids: set[int | None]) -> dict[int, Collea
     return {c.id: c for c in rows if c.id is not None}
 
 
-def levels_for(improvement: Improvement, approvals: list[ApprovalRequest] = ()) -> int:  # type: ignore[assignment]
-    """How many levels of approval this improvement needs: two above the threshold."""
-    needed = levels_needed(improvement.estimated_cost, settings.two_level_threshold)
-    return max([needed, *(a.level for a in approvals)])
-
-
 def improvement_view(session: Session, improvement_id: int) -> ImprovementView:
     """Everything about one improvement, or ImprovementNotFound naming IMP-n."""
-    improvement = session.get(Improvement, improvement_id)
-    if improvement is None:
-        raise ImprovementNotFound(improvement_id)
+    improvement = get_improvement(session=session, improvement_id=improvement_id)
     approvals = session.exec(
         select(ApprovalRequest)
         .where(ApprovalRequest.improvement_id == improvement_id)
@@ -198,21 +188,14 @@ def dashboard(session: Session, *, recent: int = 12, waiting: int = 50) -> Dashb
 def submit(data: ImprovementCreate, *, channel: Channel, by: Colleague) -> int:
     """Store a submission, commit, then announce it; returns its id or raises InvalidInput.
 
-    submit_improvement checks everything before it writes, and nothing is committed on an error,
+    ImprovementCreate checked each field when it was made, and submit_improvement checks the
+    rest before it writes (the CLI goes through both as well); nothing is committed on an error,
     so bad input leaves no trace.
     """
-    errors = non_finite_fields(data.model_dump(include=set(ESTIMATE_FIELDS)), ESTIMATE_FIELDS)
-    if errors:
-        raise InvalidInput(errors)
     with Session(get_engine()) as session:
         improvement = submit_improvement(session=session, data=data, channel=channel, by=by)
         session.commit()
         improvement_id, submitter_id = improvement.id, improvement.submitter_id
     assert improvement_id is not None
-    events.emit(
-        events.SUBMITTED,
-        improvement_id=improvement_id,
-        related=[("submitter", f"improve.colleague.{submitter_id}")] if submitter_id else [],
-        payload={"channel": str(channel)},
-    )
+    events.emit_submitted(improvement_id=improvement_id, submitter_id=submitter_id, channel=channel)
     return improvement_id

@@ -18,7 +18,7 @@ from improve.stack import Stack
 from models import ApprovalRequest, ApprovalStatus, Category, Channel, ContactFormat, Purpose
 from models.db import session_scope, utcnow
 from tasks.access import create_api_token
-from tasks.approvals import record_decision
+from tasks.decisions import record_decision
 from tests.e2e.helpers import (
     eventually,
     links,

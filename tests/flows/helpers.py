@@ -3,7 +3,7 @@
 from sqlmodel import Session, select
 
 from models import ActionItem, ActionStatus, ApprovalRequest, ApprovalStatus, Channel
-from tasks.approvals import record_decision
+from tasks.decisions import record_decision
 from tasks.planning import complete_action
 from tests.smtpd import Received, SmtpServer
 

@@ -11,7 +11,7 @@ from flows.route_improvement import route_improvement
 from flows.sweep import sweep
 from models import ActionItem, ApprovalRequest, Category, Improvement, Status
 from models.db import utcnow
-from tasks.approvals import advance_after_decision
+from tasks.decisions import advance_after_decision
 from tests.factories import make_approver, make_colleague, make_customer, make_improvement
 from tests.flows.helpers import decide, finish_open_people_steps, to
 from tests.smtpd import SmtpServer

@@ -1,13 +1,18 @@
-"""Consent per purpose: no record is no consent; signed opt-out links that cannot be bent."""
+"""Consent per purpose: no record is no consent; signed opt-out links that cannot be bent;
+asked again when an email is sent, not only when it is queued."""
+
+from datetime import UTC, datetime
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, select, update
 
 from improve.errors import LinkRefused
-from models import CustomerConsent, OutboxEmail, OutboxStatus, Purpose
-from tasks.consent import has_consent, opt_out, unsubscribe_url
-from tasks.mail import queue_email
+from models import Customer, CustomerConsent, OutboxEmail, OutboxStatus, Purpose
+from models.db import utcnow
+from tasks.consent import consent_withheld, has_consent, opt_out, unsubscribe_url
+from tasks.mail import queue_email, resend, send_due
 from tests.factories import make_customer
+from tests.smtpd import SmtpServer
 
 
 def token_of(url: str) -> str:
@@ -121,6 +126,121 @@ def test_an_opt_out_stops_the_notices_still_waiting_to_go(session: Session) -> N
     )
     session.commit()
     rows = {r.idempotency_key: r for r in session.exec(select(OutboxEmail)).all()}
-    assert rows["n1"].status == OutboxStatus.failed
-    assert "opted out of improvement_updates" in rows["n1"].last_error
+    assert rows["n1"].status == OutboxStatus.skipped
+    assert rows["n1"].last_error == (
+        f"skipped: {customer.name} withdrew consent to improvement updates on {utcnow():%Y-%m-%d}"
+    )
+    # The same rule, and the same words, as the sender's check when it sends.
+    assert rows["n1"].last_error == consent_withheld(
+        session=session, recipient=customer.email, template="customer_notice"
+    )
     assert rows["a1"].status == OutboxStatus.queued
+
+
+NOTICE = {
+    "reference": "IMP-42",
+    "title": "Paperless statements",
+    "summary": "Your statements now arrive by email.",
+    "impact_lines": ["12,000 sheets of paper saved a year"],
+}
+
+
+def notice(session: Session, customer: Customer) -> OutboxEmail:
+    """A customer_notice as announce_completion queues it, with its unsubscribe link."""
+    assert customer.id is not None
+    return queue_email(
+        session=session,
+        key=f"notice:{customer.id}",
+        to=customer.email,
+        template="customer_notice",
+        context={**NOTICE, "customer_name": customer.name},
+        links={"unsubscribe_url": unsubscribe_url(customer.id, Purpose.improvement_updates)},
+    )
+
+
+def thank_you(session: Session, to: str) -> OutboxEmail:
+    """The note to a colleague that reuses the customer_notice template: no consent is asked."""
+    return queue_email(
+        session=session,
+        key=f"thanks:{to}",
+        to=to,
+        template="customer_notice",
+        context={**NOTICE, "customer_name": "Asha Patel", "unsubscribe_url": None},
+    )
+
+
+def withdraw_by_phone(session: Session, customer: Customer, on: datetime) -> None:
+    """A colleague records what the customer said on the phone: not the link, so nothing but the
+    consent record changes."""
+    session.exec(
+        update(CustomerConsent)
+        .where(
+            CustomerConsent.customer_id == customer.id,  # type: ignore[arg-type]
+            CustomerConsent.purpose == Purpose.improvement_updates,  # type: ignore[arg-type]
+        )
+        .values(granted=False, channel="phone", changed_at=on)
+    )
+    session.commit()
+
+
+def fresh(session: Session, row: OutboxEmail) -> OutboxEmail:
+    session.commit()
+    got = session.get(OutboxEmail, row.id, populate_existing=True)
+    assert got is not None
+    return got
+
+
+async def test_consent_is_asked_again_when_the_notice_is_sent(
+    session: Session, smtp: SmtpServer
+) -> None:
+    ruth = make_customer(session, "Ruth Ames", email="ruth.ames@example.com")
+    nia = make_customer(session, "Nia Brown", email="nia.brown@example.com")
+    to_ruth, to_nia = notice(session, ruth), notice(session, nia)
+    thanks = thank_you(session, "asha.patel@example.org")
+    session.commit()
+    withdraw_by_phone(session, ruth, datetime(2026, 11, 28, 9, 30, tzinfo=UTC))
+
+    assert await send_due() == {"sent": 2, "deferred": 0, "failed": 0, "skipped": 1}
+
+    assert sorted(r.recipients[0] for r in smtp.received) == [
+        "asha.patel@example.org",
+        "nia.brown@example.com",
+    ]
+    skipped = fresh(session, to_ruth)
+    assert skipped.status == OutboxStatus.skipped
+    assert skipped.last_error == (
+        "skipped: Ruth Ames withdrew consent to improvement updates on 2026-11-28"
+    )
+    assert skipped.attempts == 0 and skipped.sent_at is None
+    assert fresh(session, to_nia).status == OutboxStatus.sent
+    assert fresh(session, thanks).status == OutboxStatus.sent
+    # Skipped is final: no later batch sends it.
+    assert await send_due() == {"sent": 0, "deferred": 0, "failed": 0, "skipped": 0}
+    assert len(smtp.received) == 2
+
+
+async def test_a_failed_notice_sent_again_after_an_opt_out_is_skipped_not_sent(
+    session: Session, smtp: SmtpServer
+) -> None:
+    ruth = make_customer(session, "Ruth Ames")
+    row = notice(session, ruth)
+    session.commit()
+    smtp.refuse_next("550 5.7.1 Message rejected")
+    assert (await send_due())["failed"] == 1
+    opt_out(
+        session=session,
+        customer_id=ruth.id,
+        purpose=Purpose.improvement_updates,
+        token=token_of(unsubscribe_url(ruth.id, Purpose.improvement_updates)),
+    )
+    session.commit()
+    assert fresh(session, row).status == OutboxStatus.failed  # not waiting, so not skipped yet
+
+    resend(session=session, email_id=row.id, by="Olu Operations")
+    session.commit()
+
+    assert await send_due() == {"sent": 0, "deferred": 0, "failed": 0, "skipped": 1}
+    assert smtp.received == []
+    row = fresh(session, row)
+    assert row.status == OutboxStatus.skipped
+    assert row.last_error.startswith("skipped: Ruth Ames withdrew consent to improvement updates")

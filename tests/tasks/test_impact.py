@@ -188,14 +188,9 @@ def test_impact_totals_add_up_estimates_measured_results_and_statuses(session: S
 
 
 def test_every_email_of_a_whole_plan_renders_for_its_reader(session: Session) -> None:
+    from tasks.automatic import open_automatic_steps, run_automatic_step
     from tasks.mail import build_message, context_of, render
-    from tasks.planning import (
-        complete_action,
-        complete_improvement,
-        open_automatic_steps,
-        plan_actions,
-        run_automatic_step,
-    )
+    from tasks.planning import complete_action, complete_improvement, plan_actions
 
     submitter = make_colleague(session, "Asha Patel")
     html_fan = make_customer(session, "Ruth Ames")

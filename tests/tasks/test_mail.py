@@ -229,7 +229,7 @@ async def test_a_header_injection_in_the_title_stays_one_subject_line(
     title = "Paperless\r\nBcc: victim@example.com\nX-Evil: 1\u2028Cc: also@example.com"
     _row(session, "approval_request", {**APPROVAL, "title": title})
 
-    assert await send_due() == {"sent": 1, "deferred": 0, "failed": 0}
+    assert await send_due() == {"sent": 1, "deferred": 0, "failed": 0, "skipped": 0}
 
     [received] = smtp.received
     assert received.recipients == ["reader@example.org"]
@@ -257,7 +257,7 @@ async def test_a_recipient_with_a_line_break_is_refused_not_guessed_at(
 ) -> None:
     _row(session, "decision", DECISION, to="reader@example.org\r\nBcc: victim@example.com")
 
-    assert await send_due() == {"sent": 0, "deferred": 0, "failed": 1}
+    assert await send_due() == {"sent": 0, "deferred": 0, "failed": 1, "skipped": 0}
 
     assert smtp.received == []
     session.commit()

@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from improve.settings import settings
 from models import Authority, Category, Colleague
-from tasks.routing import NoApprover, Route, choose_approvers, routes_for
+from tasks.routing import NoApprover, Organisation, Route, choose_approvers, routes_for
 from tests.factories import make_authority, make_colleague, make_improvement
 
 TODAY = date(2026, 11, 30)
@@ -297,14 +297,16 @@ def test_no_fallback_names_category_amount_and_level() -> None:
     asha = _person(1, "Asha Patel")
     with pytest.raises(NoApprover) as refused:
         choose_approvers(
-            category=Category.waste,
-            estimated_cost=60_000,
-            submitter_id=asha.id,
-            colleagues=[asha],
-            authorities=[],
-            fallback=None,
+            org=Organisation(
+                category=Category.waste,
+                estimated_cost=60_000,
+                submitter_id=asha.id,
+                colleagues=[asha],
+                authorities=[],
+                fallback=None,
+                today=TODAY,
+            ),
             threshold=10_000,
-            today=TODAY,
         )
     message = str(refused.value)
     assert "waste at £60,000 at level 1" in message
@@ -315,14 +317,16 @@ def test_a_fallback_who_submitted_it_hands_over_to_their_deputy() -> None:
     priya = _person(2, "Priya Shah")
     olu = _person(1, "Olu Ade", deputy_id=2)
     routes = choose_approvers(
-        category=Category.energy,
-        estimated_cost=100,
-        submitter_id=olu.id,
-        colleagues=[olu, priya],
-        authorities=[],
-        fallback=olu,
+        org=Organisation(
+            category=Category.energy,
+            estimated_cost=100,
+            submitter_id=olu.id,
+            colleagues=[olu, priya],
+            authorities=[],
+            fallback=olu,
+            today=TODAY,
+        ),
         threshold=10_000,
-        today=TODAY,
     )
     assert routes == [Route(1, 2, 1, routes[0].reason)]
     assert "sent to the operations fallback, Olu Ade" in routes[0].reason
@@ -337,14 +341,16 @@ def test_the_same_organisation_always_gives_the_same_answer() -> None:
     answers = {
         tuple(
             choose_approvers(
-                category=Category.resource,
-                estimated_cost=100,
-                submitter_id=None,
-                colleagues=people[::step],
-                authorities=authorities[::step],
-                fallback=None,
+                org=Organisation(
+                    category=Category.resource,
+                    estimated_cost=100,
+                    submitter_id=None,
+                    colleagues=people[::step],
+                    authorities=authorities[::step],
+                    fallback=None,
+                    today=TODAY,
+                ),
                 threshold=10_000,
-                today=TODAY,
             )
         )
         for step in (1, -1)

@@ -6,7 +6,8 @@ import httpx
 from sqlmodel import Session, select
 
 from models import ActionItem, ActionStatus, Category, Channel, OutboxEmail, Status
-from tasks.approvals import advance_after_decision, route_improvement
+from tasks.approvals import route_improvement
+from tasks.decisions import advance_after_decision
 from tasks.planning import plan_actions
 from tests.factories import link_in, make_approver, make_colleague
 from tests.web.conftest import Events

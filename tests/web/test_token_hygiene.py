@@ -16,21 +16,14 @@ from sqlmodel import Session
 from improve.errors import LinkRefused
 from models import ActionItem, ApprovalRequest, ApprovalStatus, Category, Channel, Purpose
 from models.db import utcnow
-from tasks.approvals import (
-    advance_after_decision,
-    record_decision,
-    remind_and_escalate,
-    route_improvement,
-)
+from tasks.approvals import route_improvement
+from tasks.automatic import open_automatic_steps, run_automatic_step
+from tasks.decisions import advance_after_decision, record_decision
+from tasks.escalation import remind_and_escalate
 from tasks.impact import announce_completion
 from tasks.links import check_approval_link
 from tasks.mail import send_due
-from tasks.planning import (
-    complete_improvement,
-    open_automatic_steps,
-    plan_actions,
-    run_automatic_step,
-)
+from tasks.planning import complete_improvement, plan_actions
 from tests.factories import make_approver, make_colleague, make_customer
 from tests.smtpd import SmtpServer, free_port
 from tests.web.helpers import snapshot

@@ -1,4 +1,4 @@
-"""The sweep's part in approvals: remind, escalate, expire, each once, at explicit moments."""
+"""Escalation: the sweep reminds, escalates and expires, each once, at explicit moments."""
 
 from datetime import timedelta
 
@@ -9,28 +9,11 @@ from improve.errors import LinkRefused
 from improve.settings import settings
 from models import ApprovalRequest, ApprovalStatus, Channel, OutboxEmail, Status
 from tasks import links
-from tasks.approvals import (
-    advance_after_decision,
-    record_decision,
-    remind_and_escalate,
-)
-from tests.tasks.test_approvals import (
-    Org,
-    history,
-    make_org,
-    outbox,
-    route,
-    status_of,
-    submit,
-    token_of,
-)
+from tasks.decisions import advance_after_decision, record_decision
+from tasks.escalation import remind_and_escalate
+from tests.tasks.helpers import Org, history, outbox, route, status_of, submit, token_of
 
 NOTHING = {"reminded": 0, "escalated": 0, "expired": 0, "withdrawn": 0}
-
-
-@pytest.fixture
-def org(session: Session, monkeypatch: pytest.MonkeyPatch) -> Org:
-    return make_org(session, monkeypatch)
 
 
 def sweep(session: Session, now) -> dict[str, int]:  # type: ignore[no-untyped-def]
