@@ -6,7 +6,6 @@ happened, and every step is idempotent, so running one again is always safe.
 """
 
 from collections.abc import Callable
-from datetime import timedelta
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -22,12 +21,9 @@ from improve import events
 from improve.errors import IllegalTransition, ImproveError, ImprovementNotFound
 from models import Channel, Improvement, Status
 from models.db import session_scope, utcnow
-from tasks import approvals, automatic, decisions, escalation, impact, planning
+from tasks import approvals, automatic, decisions, escalation, follow_up, impact, planning
+from tasks.escalation import EVENT_GRACE
 from tasks.lifecycle import get_improvement
-
-# An event starts its flow within seconds; what is still not moved on after this long lost its
-# event (or its flow), and the sweep moves it. Sooner, the sweep would race the event's own flow.
-EVENT_GRACE = timedelta(minutes=1)
 
 
 def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
@@ -168,6 +164,13 @@ async def remind_and_escalate() -> dict[str, int]:
         return escalation.remind_and_escalate(session=session, now=utcnow())
 
 
+@side_effect
+async def ask_again(improvement_id: int) -> bool:
+    """Ask someone again where every approval request lapsed and nobody is left to ask."""
+    with session_scope() as session:
+        return escalation.ask_again(session=session, improvement_id=improvement_id, now=utcnow())
+
+
 # --- Steps that only look ----------------------------------------------------------------------
 
 
@@ -205,6 +208,22 @@ def _still_in(status: Status, since: Any) -> list[int]:
             .order_by(Improvement.id)  # type: ignore[arg-type]
         )
         return [improvement_id for improvement_id in rows if improvement_id is not None]
+
+
+@read
+async def find_stranded_approvals() -> list[int]:
+    """Improvements awaiting approval whose every request at the waiting level has lapsed."""
+    with session_scope() as session:
+        stuck = escalation.stuck_improvements(session=session, now=utcnow(), grace=EVENT_GRACE)
+        return [s.improvement.id for s in stuck if s.ask_again and s.improvement.id is not None]
+
+
+@read
+async def find_stuck() -> list[str]:
+    """What is still stuck, as "IMP-n: reason" lines for the sweep's report."""
+    with session_scope() as session:
+        stuck = escalation.stuck_improvements(session=session, now=utcnow(), grace=EVENT_GRACE)
+        return [f"{s.improvement.reference}: {s.reason}" for s in stuck]
 
 
 @read
@@ -264,3 +283,10 @@ def impact_markdown(improvement: Improvement, told: dict[str, int]) -> str:
         "Told: " + (", ".join(f"{n} {who}" for who, n in told.items()) or "nobody"),
     ]
     return "\n".join(lines)
+
+
+@side_effect
+async def remind_and_escalate_actions() -> dict[str, int]:
+    """Remind owners of open action items with a fresh link, renew old links, escalate the late."""
+    with session_scope() as session:
+        return follow_up.remind_and_escalate_actions(session=session, now=utcnow())

@@ -305,5 +305,59 @@ def up(
     run_stack(demo=demo, web_port=web_port, prefect_port=prefect_port, smtp_port=smtp_port)
 
 
+# --- action items ------------------------------------------------------------------------------
+
+action_app = typer.Typer(help="The steps of action plans: who owns them, and passing them on.")
+app.add_typer(action_app, name="action")
+
+
+@action_app.command("list")
+def action_list(
+    open_only: Annotated[bool, typer.Option("--open", help="Only the open ones.")] = False,
+) -> None:
+    """Action items, soonest due first: id, improvement, step, owner, due date and status."""
+    from models import ActionItem, ActionStatus, Improvement
+
+    table = Table("id", "improvement", "step", "owner", "due", "status", "link until")
+    with Session(get_engine()) as session:
+        query = (
+            select(ActionItem, Improvement, Colleague)
+            .join(Improvement, Improvement.id == ActionItem.improvement_id)  # type: ignore[arg-type]
+            .outerjoin(Colleague, Colleague.id == ActionItem.owner_id)  # type: ignore[arg-type]
+            .order_by(ActionItem.due_on, ActionItem.id)  # type: ignore[arg-type]
+        )
+        if open_only:
+            query = query.where(ActionItem.status == ActionStatus.open)
+        for item, improvement, owner in session.exec(query).all():
+            table.add_row(
+                str(item.id), improvement.reference, item.title[:50],
+                owner.email if owner else ("automatic" if item.automatic_step else "nobody"),
+                item.due_on.isoformat(), item.status,
+                f"{item.token_expires_at:%Y-%m-%d}" if item.token_expires_at else "",
+            )  # fmt: skip
+    console.print(table)
+
+
+@action_app.command("reassign")
+def action_reassign(
+    action_id: Annotated[int, typer.Argument(help="The id `improve action list` shows.")],
+    to: Annotated[str, typer.Option("--to", help="Email of the colleague who takes it on.")],
+    by: Annotated[
+        str, typer.Option(help="Who is moving it, for the history.")
+    ] = "improve action reassign",
+) -> None:
+    """Give an open action item to someone else; they get an email with a new link."""
+    from tasks.follow_up import reassign_action
+
+    try:
+        with session_scope() as session:
+            item = reassign_action(session=session, action_id=action_id, to_email=to, by=by)
+            title = item.title
+    except ImproveError as exc:
+        fail(str(exc))
+    console.print(f"Action {action_id} ({title}) is now {to.strip().lower()}'s.")
+    console.print("Run `improve outbox send` to send the email now (the stack does it for you).")
+
+
 if __name__ == "__main__":
     app()

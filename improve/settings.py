@@ -77,7 +77,9 @@ class Settings(BaseSettings):
         description="Email of the colleague who decides when nobody's authority covers a request.",
     )
     approval_expiry_days: int = Field(14, description="Days an approval link stays valid.")
-    action_link_expiry_days: int = Field(60, description="Days an action link stays valid.")
+    action_link_expiry_days: int = Field(
+        60, description="Days after its due date (or its sending) an action link stays valid."
+    )
     reminder_after_hours: float = Field(48.0, description="Remind an approver after this long.")
     escalate_after_hours: float = Field(
         120.0, description="Escalate to the deputy or next authority after this long."

@@ -3,6 +3,7 @@
 from models.access import Access, ApiToken, RetiredLink, SignInLink, WebSession
 from models.action import ActionItem, ActionStatus
 from models.approval import ApprovalRequest, ApprovalStatus
+from models.idempotency import IdempotencyKey
 from models.improvement import (
     Category,
     Channel,
@@ -46,6 +47,7 @@ __all__ = [
     "Customer",
     "CustomerConsent",
     "Estimates",
+    "IdempotencyKey",
     "Improvement",
     "ImprovementBase",
     "ImprovementCreate",

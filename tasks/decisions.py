@@ -122,7 +122,7 @@ def advance_after_decision(
     if improvement.status != Status.awaiting_approval:
         return "nothing"
     requests = approval_requests(session, improvement_id)
-    step, level = _next_step(improvement, requests)
+    step, level = next_step(improvement, requests)
     if step == "next_level":
         request_approvals(
             session=session,
@@ -183,13 +183,14 @@ def undecided_improvements_needing_advance(
         if not decided or (decided_before is not None and max(decided) > decided_before):
             continue
         improvement = get_improvement(session=session, improvement_id=improvement_id)
-        if _next_step(improvement, requests)[0] in ("next_level", "approved", "rejected"):
+        if next_step(improvement, requests)[0] in ("next_level", "approved", "rejected"):
             due.append(improvement_id)
     return due
 
 
-def _next_step(improvement: Improvement, requests: Sequence[ApprovalRequest]) -> tuple[str, int]:
-    """What the answers so far call for, and the level it concerns (pure)."""
+def next_step(improvement: Improvement, requests: Sequence[ApprovalRequest]) -> tuple[str, int]:
+    """What the answers so far call for, and the level it concerns (pure): "rejected",
+    "approved", "next_level" (the next level is not asked yet) or "waiting"."""
     rejected = [r for r in requests if r.status == ApprovalStatus.rejected]
     if rejected:
         return "rejected", rejected[-1].level

@@ -10,7 +10,6 @@ from sqlmodel import Session, col, select
 
 from improve.errors import IllegalTransition, InvalidInput, LinkRefused, NotFound
 from improve.formatting import money, quantity
-from improve.settings import settings
 from models import (
     ActionItem,
     ActionStatus,
@@ -25,6 +24,7 @@ from models import (
 )
 from models.db import MAX_AMOUNT, utcnow
 from tasks import links
+from tasks.follow_up import action_email_context, link_expires_at
 from tasks.lifecycle import get_improvement, move
 from tasks.mail import queue_email
 from tasks.routing import load_fallback
@@ -236,7 +236,7 @@ def plan_actions(
         raise
 
     owners = _Owners(session, improvement, today)
-    expires_at = utcnow() + timedelta(days=settings.action_link_expiry_days)
+    now = utcnow()
     items: list[ActionItem] = []
     for position, step in enumerate(steps, start=1):
         due_on = today + timedelta(days=step.due_in_days)
@@ -252,7 +252,7 @@ def plan_actions(
         token = None
         if step.automatic_step is None and owner is not None:
             token, item.token_hash = links.new_token()
-            item.token_expires_at = expires_at
+            item.token_expires_at = link_expires_at(due_on, now)
         session.add(item)
         session.flush()
         assert item.id is not None
@@ -262,14 +262,7 @@ def plan_actions(
                 key=f"action:{item.id}:assigned",
                 to=owner.email,
                 template="action_assigned",
-                context={
-                    "owner_name": owner.name,
-                    "reference": improvement.reference,
-                    "title": improvement.title,
-                    "improvement_title": improvement.title,
-                    "action_title": step.title,
-                    "due_on": item.due_on.isoformat(),
-                },
+                context=action_email_context(improvement, item, owner),
                 links={"url": links.action_url(item.id, token)},
                 improvement_id=improvement_id,
             )

@@ -1,5 +1,8 @@
-"""Taking in an improvement: validate it, store it with its first history row."""
+"""Taking in an improvement: validate it, store it with its first history row, once per key."""
 
+import hashlib
+import json
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlmodel import Session, col, select
@@ -10,6 +13,7 @@ from models import (
     Channel,
     Colleague,
     Customer,
+    IdempotencyKey,
     Improvement,
     ImprovementCreate,
     ImprovementCustomer,
@@ -17,7 +21,24 @@ from models import (
     Partner,
     Status,
 )
+from models.db import utcnow
 from tasks.lifecycle import record_creation
+
+# How long a key answers for its submission; after that it is forgotten and may be used again.
+KEY_LIFETIME = timedelta(hours=24)
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """A key that already made an improvement, sent again with a different submission."""
+
+    def __init__(self, field: str, improvement_id: int) -> None:
+        super().__init__(
+            {
+                field: f"was already used for IMP-{improvement_id} with a different submission; "
+                "send a new key for a new improvement"
+            }
+        )
+        self.improvement_id = improvement_id
 
 
 def submit_improvement(
@@ -98,3 +119,58 @@ def _find(
     if missing:
         errors[field] = f"unknown: {', '.join(sorted(missing))}"
     return [row.id for row in found if row.id is not None]
+
+
+def request_hash(data: ImprovementCreate) -> str:
+    """A fingerprint of a submission as validated, so a repeat can be told from a new one."""
+    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def find_submission(
+    *,
+    session: Session,
+    colleague_id: int,
+    key: str,
+    data: ImprovementCreate,
+    field: str,
+    now: datetime | None = None,
+) -> int | None:
+    """The improvement this colleague's key already made, or None if it made none yet.
+
+    The same key with a different submission raises IdempotencyKeyReused naming `field` (the
+    header or form field the key came in). A key older than KEY_LIFETIME is forgotten: its row
+    is deleted in the caller's transaction, so the key may make a new improvement.
+    """
+    row = session.exec(
+        select(IdempotencyKey).where(
+            IdempotencyKey.colleague_id == colleague_id, IdempotencyKey.key == key
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.created_at <= (now or utcnow()) - KEY_LIFETIME:
+        session.delete(row)
+        session.flush()
+        return None
+    if row.request_hash != request_hash(data):
+        raise IdempotencyKeyReused(field, row.improvement_id)
+    return row.improvement_id
+
+
+def remember_submission(
+    *, session: Session, colleague_id: int, key: str, data: ImprovementCreate, improvement_id: int
+) -> None:
+    """Record in the caller's transaction that this key made this improvement.
+
+    The unique (colleague_id, key) constraint fails the commit of a second, concurrent
+    submission with the same key; its caller rolls back and answers with the first.
+    """
+    session.add(
+        IdempotencyKey(
+            colleague_id=colleague_id,
+            key=key,
+            request_hash=request_hash(data),
+            improvement_id=improvement_id,
+        )
+    )

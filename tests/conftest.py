@@ -26,6 +26,7 @@ os.environ.update(
 )
 
 import pytest  # noqa: E402
+from sqlalchemy import MetaData  # noqa: E402
 from sqlmodel import Session, SQLModel  # noqa: E402
 
 import models  # noqa: E402,F401
@@ -34,10 +35,11 @@ from models import db  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def _schema() -> Iterator[None]:
-    # From nothing, as a new installation: alembic_version goes too, or no revision would run.
-    SQLModel.metadata.drop_all(db.get_engine())
-    with db.get_engine().begin() as connection:
-        connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    # From nothing, as a new installation: every table the database holds goes, alembic_version
+    # and any a newer or older checkout left behind too, or no revision would run.
+    everything = MetaData()
+    everything.reflect(db.get_engine())
+    everything.drop_all(db.get_engine())
     db.init_db()
     yield
     db.get_engine().dispose()

@@ -1,5 +1,8 @@
 """Staff pages: the dashboard, a page per improvement and the submission form."""
 
+import hmac
+import secrets
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -20,11 +23,13 @@ from models import (
     ImprovementCreate,
     Status,
 )
-from models.db import get_engine, session_scope
+from models.db import get_engine, session_scope, utcnow
 from tasks.access import set_access
 from tasks.impact import impact_totals
 from tasks.mail import resend
-from web.auth import Staff, may_see_contacts, require
+from tasks.submission import KEY_LIFETIME, IdempotencyKeyReused
+from web.api import submit_once
+from web.auth import Staff, _mac, may_see_contacts, require
 from web.forms import (
     ESTIMATE_FIELDS,
     WHOLE_NUMBER_FIELDS,
@@ -35,7 +40,7 @@ from web.forms import (
 )
 from web.render import page
 from web.views import dashboard as load_dashboard
-from web.views import improvement_view, submit
+from web.views import improvement_view
 
 router = APIRouter(include_in_schema=False)
 
@@ -139,6 +144,33 @@ class SubmitForm(BaseModel):
     sheets_paper: str = ""
     customer_emails: str = ""
     partner_emails: str = ""
+    # One per rendered form (see new_form_token): sent twice, it makes one improvement.
+    form_token: str = ""
+
+
+def new_form_token(colleague_id: int) -> str:
+    """A random one-time token for one rendering of the form, signed for this colleague.
+
+    Signed, not stored: rendering the form writes nothing. What a token made is remembered
+    under the key "form:<issued>.<nonce>" when it is used (tasks.submission.remember_submission).
+    """
+    body = f"{int(utcnow().timestamp())}.{secrets.token_urlsafe(16)}"
+    return f"{body}.{_mac('submit-form', f'{colleague_id}.{body}')}"
+
+
+def form_key(token: str, colleague_id: int) -> str | None:
+    """The idempotency key of a form token this app gave this colleague in the last
+    KEY_LIFETIME, or None for a missing, forged, foreign or too old one."""
+    body, _, mac = token.rpartition(".")
+    issued, _, nonce = body.partition(".")
+    if not (issued.isdigit() and nonce and mac):
+        return None
+    if not hmac.compare_digest(mac, _mac("submit-form", f"{colleague_id}.{body}")):
+        return None
+    # Older than the key it makes would live: by now a repeat would no longer be recognised.
+    if datetime.fromtimestamp(int(issued), UTC) <= utcnow() - KEY_LIFETIME:
+        return None
+    return f"form:{body}"
 
 
 def _submit_page(
@@ -148,16 +180,20 @@ def _submit_page(
     colleague: Colleague,
     status_code: int = 200,
 ) -> HTMLResponse:
+    assert colleague.id is not None
     order = list(FIELD_NAMES)
+    # A token not yet used is kept, so correcting a field and sending again stays one submission.
+    token = form.form_token if form_key(form.form_token, colleague.id) else ""
     context: dict[str, Any] = {
-        "values": form.model_dump(),
+        "values": form.model_dump(exclude={"form_token"}),
+        "form_token": token or new_form_token(colleague.id),
         # In the order of the form, so the summary reads top to bottom like the page.
         "errors": dict(
             sorted(errors.items(), key=lambda e: order.index(e[0]) if e[0] in order else 99)
         ),
         "categories": list(Category),
         "labels": ESTIMATE_LABELS,
-        "field_names": FIELD_NAMES,
+        "field_names": {**FIELD_NAMES, "form_token": "This form"},
         "on_behalf": Access(colleague.access).includes(Access.operations),
     }
     return page(request, "submit.html", context, status_code=status_code)
@@ -194,13 +230,25 @@ def submit_from_form(
         for field, message in plain_errors(exc.errors()).items():
             errors.setdefault(field, message)
         create = None
+    assert colleague.id is not None
+    key = form_key(form.form_token, colleague.id)
+    if key is None:
+        errors["form_token"] = (
+            "had expired or was not one this page gave you, so nothing was submitted; "
+            "check the fields and submit again"
+        )
     if create is not None and not errors:
         try:
-            improvement_id = submit(create, channel=Channel.web, by=colleague)
+            improvement_id, _replayed = submit_once(
+                create, channel=Channel.web, by=colleague, key=key, field="form_token"
+            )
+        except IdempotencyKeyReused as exc:
+            # Sent again, say from the back button: the form already made its improvement.
+            improvement_id = exc.improvement_id
         except InvalidInput as exc:
             errors.update(exc.errors)
-        else:
-            return RedirectResponse(f"/improvements/{improvement_id}", status_code=303)
+            return _submit_page(request, form, errors, colleague, status_code=422)
+        return RedirectResponse(f"/improvements/{improvement_id}", status_code=303)
     return _submit_page(request, form, errors, colleague, status_code=422)
 
 

@@ -24,6 +24,7 @@ from models import (
     Transition,
 )
 from models.db import get_engine, utcnow
+from tasks.escalation import Stuck, stuck_improvements
 from tasks.lifecycle import get_improvement
 from tasks.routing import levels_for
 from tasks.submission import submit_improvement
@@ -135,13 +136,16 @@ class Dashboard:
     status_counts: list[tuple[Status, int]]
     total: int
     waiting: list[WaitingApproval]
+    stuck: list[Stuck]
     recent: list[tuple[Improvement, Colleague | None]]
     outbox: dict[str, int]
     now: datetime
 
 
 def dashboard(session: Session, *, recent: int = 12, waiting: int = 50) -> Dashboard:
-    """Counts by status, the approvals waiting (longest first), the newest improvements."""
+    """Counts by status, the approvals waiting (longest first), what is stuck and why (longest
+    first), the newest improvements."""
+    now = utcnow()
     counts = dict(
         session.exec(select(Improvement.status, func.count()).group_by(Improvement.status)).all()
     )
@@ -179,9 +183,10 @@ def dashboard(session: Session, *, recent: int = 12, waiting: int = 50) -> Dashb
             )
             for a, i in pending
         ],
+        stuck=stuck_improvements(session=session, now=now),
         recent=[(i, people.get(i.submitter_id or -1)) for i in newest],
         outbox={str(k): int(v) for k, v in outbox.items()},
-        now=utcnow(),
+        now=now,
     )
 
 

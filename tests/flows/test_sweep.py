@@ -3,13 +3,22 @@
 from collections import Counter
 from datetime import timedelta
 
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
 from sqlalchemy import update
 from sqlmodel import Session, select
 
 from flows.advance_improvement import advance_improvement
 from flows.route_improvement import route_improvement
 from flows.sweep import sweep
-from models import ActionItem, ApprovalRequest, Category, Improvement, Status
+from improve.settings import settings
+from models import ActionItem, ApprovalRequest, ApprovalStatus, Category, Improvement, Status
 from models.db import utcnow
 from tasks.decisions import advance_after_decision
 from tests.factories import make_approver, make_colleague, make_customer, make_improvement
@@ -95,3 +104,65 @@ async def test_an_approved_improvement_whose_plan_was_never_made_is_planned(
     assert session.get(Improvement, improvement.id).status == Status.in_progress
     assert session.exec(select(ActionItem).where(ActionItem.improvement_id == improvement.id)).all()
     assert (await sweep()).get("planned", 0) == 0
+
+
+async def test_a_failing_step_is_reported_and_every_other_step_still_runs(
+    session: Session, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submitter = make_colleague(session, "Sam Submitter")
+    alex = make_approver(session, "Alex Approver", category=Category.resource)
+    olu = make_colleague(session, "Olu Operations")
+    monkeypatch.setattr(settings, "fallback_approver", olu.email)
+    # Stranded by an earlier sweep: Alex's request expired and nobody was asked after it.
+    stranded = make_improvement(session, submitter, title="Stranded idea")
+    await route_improvement(stranded.id)
+    session.execute(
+        update(ApprovalRequest)
+        .where(ApprovalRequest.improvement_id == stranded.id)
+        .values(status=ApprovalStatus.expired, expires_at=utcnow() - timedelta(days=1))
+    )
+    # A plan whose automatic step names a task that does not exist: running it raises.
+    broken = make_improvement(session, submitter, title="Broken plan", status=Status.in_progress)
+    session.add(
+        ActionItem(
+            improvement_id=broken.id,
+            position=1,
+            title="Do the impossible",
+            due_on=utcnow().date(),
+            automatic_step="no_such_step",
+        )
+    )
+    session.commit()
+    smtp.clear()
+
+    state = await sweep(return_state=True)
+
+    # Every step ran: the stranded one was asked again and the outbox was sent after the failure.
+    assert state.is_failed()
+    assert "Sweep steps failed: automatic_steps; every other step ran" in (state.message or "")
+    assert "'automatic_steps_failed': 1" in state.message and "'asked_again': 1" in state.message
+    session.expire_all()
+    [*_, request] = session.exec(
+        select(ApprovalRequest).where(ApprovalRequest.improvement_id == stranded.id)
+    ).all()
+    assert (request.approver_id, request.status) == (olu.id, ApprovalStatus.pending)
+    assert len(to(smtp, olu.email)) == 1
+    assert not to(smtp, alex.email)
+    assert session.get(Improvement, broken.id).status == Status.in_progress
+
+    async with get_client() as client:
+        [artifact] = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["sweep-report"])),
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            ),
+        )
+    report = str(artifact.data)
+    assert "| ask_again | lapsed approvals asked again | asked_again 1 | — |" in report
+    assert "| automatic_steps | automatic steps carried out | automatic_steps_failed 1 |" in report
+    assert "no_such_step" in report
+    assert "| send_outbox | emails sent, deferred, failed | " in report and "sent 1" in report
+
+    # The broken step is still there for operations; nothing else is left to do.
+    again = await sweep(return_state=True)
+    assert again.is_failed() and "asked_again" not in (again.message or "")

@@ -7,10 +7,20 @@ from sqlmodel import Session, select
 
 from improve.errors import LinkRefused
 from improve.settings import settings
-from models import ApprovalRequest, ApprovalStatus, Channel, OutboxEmail, Status
+from models import (
+    ActionItem,
+    ApprovalRequest,
+    ApprovalStatus,
+    Category,
+    Channel,
+    Improvement,
+    OutboxEmail,
+    Status,
+)
+from models.db import utcnow
 from tasks import links
 from tasks.decisions import advance_after_decision, record_decision
-from tasks.escalation import remind_and_escalate
+from tasks.escalation import ask_again, remind_and_escalate, stuck_improvements
 from tests.tasks.helpers import Org, history, outbox, route, status_of, submit, token_of
 
 NOTHING = {"reminded": 0, "escalated": 0, "expired": 0, "withdrawn": 0}
@@ -273,3 +283,129 @@ def test_with_nobody_else_to_ask_the_approver_keeps_it_and_is_reminded(
     before = snapshot(session)
     assert sweep(session, now) == NOTHING
     assert snapshot(session) == before
+
+
+# --- Stranded approvals: an improvement awaiting approval always has a live request -----------
+
+
+def to_the_fallback(session: Session, org: Org) -> tuple[Improvement, ApprovalRequest]:
+    """Nobody holds process authority: the request goes to Olu, the operations fallback."""
+    improvement = submit(session, org, category=Category.process)
+    [request] = route(session, org, improvement)
+    assert request.approver_id == org.olu.id
+    return improvement, request
+
+
+def test_when_the_fallback_lets_it_expire_the_fallback_is_asked_again(
+    session: Session, org: Org
+) -> None:
+    improvement, first = to_the_fallback(session, org)
+    now = first.expires_at + timedelta(minutes=1)
+
+    assert sweep(session, now) == NOTHING | {"expired": 1, "escalated": 1}
+
+    old, new = requests(session)
+    assert old.status == ApprovalStatus.expired
+    assert (new.approver_id, new.status, new.expires_at) == (
+        org.olu.id,
+        ApprovalStatus.pending,
+        now + timedelta(days=14),
+    )
+    assert "nobody new can be asked at level 1" in new.reason
+    email = outbox(session)[-1]
+    assert (email.idempotency_key, email.recipient) == (f"approval:{new.id}:request", org.olu.email)
+    fresh = token_of(session, new.id)
+    assert links.check_approval_link(session=session, approval_id=new.id, token=fresh, now=now)
+    note = history(session, improvement.id)[-1]
+    assert note.reason.startswith("Asked again at level 1: Asked Olu Ade")
+    assert f"let the request expire on {first.expires_at:%Y-%m-%d}" in note.reason
+    assert stuck_improvements(session=session, now=now + timedelta(hours=1)) == []
+
+    before = snapshot(session)
+    assert sweep(session, now) == NOTHING
+    assert snapshot(session) == before
+
+
+def test_with_nobody_at_all_to_ask_it_is_listed_as_stuck_with_the_reason(
+    session: Session, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    improvement, first = to_the_fallback(session, org)
+    org.olu.active = False  # Olu left, and nobody took over as fallback
+    session.add(org.olu)
+    session.commit()
+    monkeypatch.setattr(settings, "fallback_approver", "")
+    now = first.expires_at + timedelta(minutes=1)
+
+    assert sweep(session, now) == NOTHING | {"expired": 1}
+
+    assert history(session, improvement.id)[-1].reason.endswith(
+        "nobody else can be asked at level 1; it waits for operations on the dashboard's stuck list"
+    )
+    [stuck] = stuck_improvements(session=session, now=now)
+    assert stuck.improvement.id == improvement.id and stuck.ask_again
+    assert stuck.reason == (
+        "awaiting approval, but no request is open: the last one, to Olu Ade at level 1, "
+        f"expired on {first.expires_at:%Y-%m-%d}"
+    )
+    assert stuck.since == first.expires_at
+
+    # Operations names a fallback again: the sweep's next look asks them.
+    monkeypatch.setattr(settings, "fallback_approver", org.kofi.email)
+    assert ask_again(session=session, improvement_id=improvement.id, now=now) is True
+    session.commit()
+    assert requests(session)[-1].approver_id == org.kofi.id
+    assert stuck_improvements(session=session, now=now) == []
+    assert ask_again(session=session, improvement_id=improvement.id, now=now) is False
+
+
+def test_an_improvement_stranded_before_this_fix_is_found_and_asked_again(
+    session: Session, org: Org
+) -> None:
+    improvement, first = to_the_fallback(session, org)
+    # What the old sweep left behind: the fallback's request expired and nobody was asked.
+    first.status = ApprovalStatus.expired
+    session.add(first)
+    session.commit()
+    now = first.expires_at + timedelta(days=3)
+
+    [stuck] = stuck_improvements(session=session, now=now)
+    assert "the last one, to Olu Ade at level 1, expired on" in stuck.reason
+
+    assert ask_again(session=session, improvement_id=improvement.id, now=now) is True
+    session.commit()
+
+    assert [(r.approver_id, r.status) for r in requests(session)] == [
+        (org.olu.id, ApprovalStatus.expired),
+        (org.olu.id, ApprovalStatus.pending),
+    ]
+    assert stuck_improvements(session=session, now=now) == []
+
+
+def test_stuck_improvements_name_why_and_leave_alone_what_is_moving(
+    session: Session, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = utcnow()
+    long_ago = now - timedelta(hours=2)
+    unroutable = submit(session, org, category=Category.process, created_at=long_ago)
+    submit(session, org)  # just submitted: its own flow is routing it
+    unplanned = submit(session, org, status=Status.approved, updated_at=long_ago)
+    planless = submit(session, org, status=Status.in_progress, updated_at=long_ago)
+    working = submit(session, org, status=Status.in_progress, updated_at=long_ago)
+    session.add(
+        ActionItem(improvement_id=working.id, position=1, title="Fit the lamps", due_on=now.date())
+    )
+    waiting = submit(session, org)
+    route(session, org, waiting)  # a live request: not stuck
+    session.commit()
+    monkeypatch.setattr(settings, "fallback_approver", "")  # process ideas: nobody to ask
+
+    stuck = {s.improvement.id: s.reason for s in stuck_improvements(session=session, now=now)}
+
+    assert set(stuck) == {unroutable.id, unplanned.id, planless.id}
+    assert stuck[unroutable.id].startswith(
+        f"submitted on {long_ago:%Y-%m-%d %H:%M} and never routed: Nobody can approve process"
+    )
+    assert stuck[unplanned.id] == (
+        f"approved on {long_ago:%Y-%m-%d %H:%M}, but no action plan was made"
+    )
+    assert stuck[planless.id] == "in progress, but it has no action plan"

@@ -1,6 +1,7 @@
 """The action link: GET and HEAD show the item; POST marks it done with the measured result."""
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -8,7 +9,10 @@ from sqlmodel import Session
 
 from models import ActionStatus, Category, Status
 from models.db import utcnow
+from tasks.follow_up import remind_and_escalate_actions
+from tasks.mail import send_due
 from tests.factories import make_colleague, make_improvement
+from tests.smtpd import SmtpServer
 from tests.web.conftest import Events
 from tests.web.helpers import action_link, snapshot
 
@@ -147,3 +151,41 @@ async def test_a_used_or_expired_action_link_says_so(
 
     tampered = await client.get(expired[:-4] + "abcd")
     assert tampered.status_code == 404
+
+
+async def test_a_reminder_link_completes_the_item_and_the_old_link_says_it_was_replaced(
+    client: httpx.AsyncClient, session: Session, smtp: SmtpServer
+) -> None:
+    asha = make_colleague(session, "Asha Patel")
+    owner = make_colleague(session, "Omar Hale")
+    improvement = make_improvement(
+        session, asha, title="One form for address changes", status=Status.in_progress
+    )
+    due = utcnow().date()
+    # The issue: the last step is due the day its first link expires, and the owner is late.
+    item, old_path = action_link(
+        session,
+        improvement,
+        owner,
+        title="Measure the effect after a month",
+        due_on=due,
+        expires_at=datetime.combine(due, time(), tzinfo=UTC),
+    )
+    late = utcnow() + timedelta(days=1)
+    assert remind_and_escalate_actions(session=session, now=late)["reminded"] == 1
+    session.commit()
+    await send_due()
+    [email] = smtp.handler.to(owner.email)
+    assert email.subject.startswith("Overdue:")
+    new_path = urlparse(
+        next(line for line in email.text.splitlines() if "/actions/" in line).strip()
+    ).path
+
+    old = await client.get(old_path)
+    assert old.status_code == 410
+    assert "This link was replaced by a newer one" in old.text
+
+    done = await client.post(new_path, data={"note": "Fewer forms came back."})
+    assert done.status_code in (200, 303), done.text
+    session.refresh(item)
+    assert item.status == ActionStatus.done

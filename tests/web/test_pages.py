@@ -63,10 +63,37 @@ async def test_the_dashboard_counts_by_status_and_shows_who_has_waited_how_long(
     assert snapshot() == before
 
 
+async def test_the_dashboard_lists_what_is_stuck_with_the_reason_and_a_link(
+    client: httpx.AsyncClient, session: Session
+) -> None:
+    asha = make_colleague(session, "Asha Patel")
+    olu = make_colleague(session, "Olu Ade")
+    stranded = make_improvement(
+        session, asha, title="Stranded idea", status=Status.awaiting_approval
+    )
+    lapsed = utcnow() - timedelta(days=2)
+    approval_link(session, stranded, olu, status=ApprovalStatus.expired, expires_at=lapsed)
+    make_improvement(session, asha, title="Approved, never planned", status=Status.approved)
+    moving = make_improvement(session, asha, title="Moving", status=Status.awaiting_approval)
+    approval_link(session, moving, olu)
+
+    page = (await client.get("/")).text
+
+    assert "Stuck (1)" in page
+    assert f'<a href="/improvements/{stranded.id}">{stranded.reference}</a> Stranded idea' in page
+    assert (
+        "awaiting approval, but no request is open: the last one, to Olu Ade at level 1, "
+        f"expired on {lapsed:%Y-%m-%d}"
+    ) in page
+    assert "2 days ago" in page
+    assert "Approvals waiting (1)" in page
+
+
 async def test_the_dashboard_of_an_empty_database(client: httpx.AsyncClient) -> None:
     response = await client.get("/")
     assert response.status_code == 200
     assert "No approval is waiting." in response.text
+    assert "Nothing is stuck." in response.text
     assert "Submit the first idea" in response.text
 
 

@@ -157,10 +157,10 @@ async def test_the_csrf_token_in_the_page_is_the_one_that_works(
     del client.headers["X-CSRF-Token"]
     form = (await client.get("/submit")).text
     [token] = re.findall(r'name="csrf_token" value="([^"]+)"', form)[:1]
+    [form_token] = re.findall(r'name="form_token" value="([^"]+)"', form)
+    fields = {"title": "Paperless payslips", "category": "resource", "form_token": form_token}
 
-    sent = await client.post(
-        "/submit", data={"title": "Paperless payslips", "category": "resource", "csrf_token": token}
-    )
+    sent = await client.post("/submit", data={**fields, "csrf_token": token})
 
     assert sent.status_code == 303, sent.text
     assert session.exec(select(Improvement)).one().title == "Paperless payslips"
