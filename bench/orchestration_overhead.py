@@ -49,7 +49,7 @@ async def plain_route_and_advance(improvement_id: int, decide: Any) -> float:
     from models import Channel
     from models.db import session_scope
     from tasks import approvals, automatic, decisions, planning
-    from tasks.mail import send_due
+    from tasks.outbox import send_due
 
     started = time.perf_counter()
     with session_scope() as session:

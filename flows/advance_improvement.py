@@ -12,8 +12,8 @@ from flows.steps import (
     plan_actions,
     run_automatic_step,
     run_name,
+    send_outbox,
 )
-from tasks.mail import send_outbox
 
 
 @flow(name="advance-improvement", flow_run_name=run_name("advance"))

@@ -2,8 +2,7 @@
 
 from prefect import flow
 
-from flows.steps import announce_completion, label_run, publish_impact, run_name
-from tasks.mail import send_outbox
+from flows.steps import announce_completion, label_run, publish_impact, run_name, send_outbox
 
 
 @flow(name="announce-impact", flow_run_name=run_name("announce"))

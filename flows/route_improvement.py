@@ -2,8 +2,14 @@
 
 from prefect import flow
 
-from flows.steps import awaits_plan, label_run, plan_actions, route_to_approvers, run_name
-from tasks.mail import send_outbox
+from flows.steps import (
+    awaits_plan,
+    label_run,
+    plan_actions,
+    route_to_approvers,
+    run_name,
+    send_outbox,
+)
 
 
 @flow(name="route-improvement", flow_run_name=run_name("route"))

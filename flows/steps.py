@@ -21,7 +21,16 @@ from improve import events
 from improve.errors import IllegalTransition, ImproveError, ImprovementNotFound
 from models import Channel, Improvement, Status
 from models.db import session_scope, utcnow
-from tasks import approvals, automatic, decisions, escalation, follow_up, impact, planning
+from tasks import (
+    approvals,
+    automatic,
+    decisions,
+    escalation,
+    follow_up,
+    impact,
+    outbox,
+    planning,
+)
 from tasks.escalation import EVENT_GRACE
 from tasks.lifecycle import get_improvement
 
@@ -290,3 +299,9 @@ async def remind_and_escalate_actions() -> dict[str, int]:
     """Remind owners of open action items with a fresh link, renew old links, escalate the late."""
     with session_scope() as session:
         return follow_up.remind_and_escalate_actions(session=session, now=utcnow())
+
+
+@task(name="send-outbox", retries=3, retry_delay_seconds=[2, 10, 60])
+async def send_outbox(limit: int = 200) -> dict[str, int]:
+    """Send the due emails in the outbox; how many were sent, deferred, failed and skipped."""
+    return await outbox.send_due(limit=limit)

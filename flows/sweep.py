@@ -27,10 +27,10 @@ from flows.steps import (
     remind_and_escalate,
     remind_and_escalate_actions,
     run_automatic_step,
+    send_outbox,
 )
 from improve.errors import ImproveError
 from models.db import utcnow
-from tasks.mail import send_outbox
 
 
 class SweepIncomplete(ImproveError):

@@ -134,7 +134,7 @@ def submit(
 @outbox_app.command("send")
 def outbox_send() -> None:
     """Deliver every email that is due, now."""
-    from tasks.mail import send_due
+    from tasks.outbox import send_due
 
     counts = asyncio.run(send_due())
     console.print(", ".join(f"{n} {what}" for what, n in counts.items()))
@@ -165,7 +165,7 @@ def outbox_resend(
     all_failed: Annotated[bool, typer.Option("--all-failed", help="Every failed email.")] = False,
 ) -> None:
     """Put a failed email (or every one) back in the queue, its attempts reset."""
-    from tasks.mail import resend
+    from tasks.outbox import resend
 
     if email_id is None and not all_failed:
         fail("name the email to send again (its id in `improve outbox list`), or say --all-failed")

@@ -26,7 +26,7 @@ from models import (
 from models.db import get_engine, session_scope, utcnow
 from tasks.access import set_access
 from tasks.impact import impact_totals
-from tasks.mail import resend
+from tasks.outbox import resend
 from tasks.submission import KEY_LIFETIME, IdempotencyKeyReused
 from web.api import submit_once
 from web.auth import Staff, _mac, may_see_contacts, require

@@ -21,7 +21,7 @@ from tasks.access import (
     start_session,
     use_sign_in_link,
 )
-from tasks.mail import send_due
+from tasks.outbox import send_due
 from web import auth
 from web.limits import check_guesses, client_of, sign_in_per_client
 from web.render import page

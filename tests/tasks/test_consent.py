@@ -10,7 +10,8 @@ from improve.errors import LinkRefused
 from models import Customer, CustomerConsent, OutboxEmail, OutboxStatus, Purpose
 from models.db import utcnow
 from tasks.consent import consent_withheld, has_consent, opt_out, unsubscribe_url
-from tasks.mail import queue_email, resend, send_due
+from tasks.mail import queue_email
+from tasks.outbox import resend, send_due
 from tests.factories import make_customer
 from tests.smtpd import SmtpServer
 

@@ -13,7 +13,7 @@ from models import ActionItem, ActionStatus, Category, Channel, Colleague
 from models.db import utcnow
 from tasks.follow_up import link_expires_at, reassign_action, remind_and_escalate_actions
 from tasks.links import check_action_link
-from tasks.mail import send_due
+from tasks.outbox import send_due
 from tasks.planning import plan_actions
 from tests.factories import link_in, make_approved_improvement, make_approver, make_colleague
 from tests.smtpd import SmtpServer

@@ -6,7 +6,8 @@ import pytest
 from sqlmodel import Session, select
 
 from models import OutboxEmail, OutboxStatus
-from tasks.mail import build_message, queue_email, render, send_due
+from tasks.mail import build_message, queue_email, render
+from tasks.outbox import send_due
 from tests.smtpd import SmtpServer
 
 APPROVAL: dict[str, Any] = {

@@ -16,11 +16,13 @@ from aiosmtpd.smtp import Session as SmtpSession
 from sqlmodel import Session, select, update
 from typer.testing import CliRunner
 
+from flows.steps import send_outbox
 from improve.cli import app
 from improve.settings import settings
 from models import OutboxEmail, OutboxStatus
 from models.db import utcnow
-from tasks.mail import RELAY_WAIT, SEALED, queue_email, send_due, send_outbox
+from tasks.mail import SEALED, queue_email
+from tasks.outbox import RELAY_WAIT, send_due
 from tests.smtpd import RecordingHandler, SmtpServer, free_port
 from tests.tasks.test_mail import APPROVAL
 

@@ -10,7 +10,7 @@ from sqlmodel import Session
 from models import ActionStatus, Category, Status
 from models.db import utcnow
 from tasks.follow_up import remind_and_escalate_actions
-from tasks.mail import send_due
+from tasks.outbox import send_due
 from tests.factories import make_colleague, make_improvement
 from tests.smtpd import SmtpServer
 from tests.web.conftest import Events

@@ -19,7 +19,8 @@ from models import (
     OutboxStatus,
 )
 from tasks.approvals import route_improvement
-from tasks.mail import queue_email, send_due
+from tasks.mail import queue_email
+from tasks.outbox import send_due
 from tests.factories import make_approver, make_colleague, make_improvement
 from tests.smtpd import SmtpServer
 from tests.web.conftest import Events, sign_in

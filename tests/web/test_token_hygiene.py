@@ -22,7 +22,7 @@ from tasks.decisions import advance_after_decision, record_decision
 from tasks.escalation import remind_and_escalate
 from tasks.impact import announce_completion
 from tasks.links import check_approval_link
-from tasks.mail import send_due
+from tasks.outbox import send_due
 from tasks.planning import complete_improvement, plan_actions
 from tests.factories import make_approver, make_colleague, make_customer
 from tests.smtpd import SmtpServer, free_port
