@@ -143,7 +143,9 @@ async def test_a_failing_step_is_reported_and_every_other_step_still_runs(
     assert "'automatic_steps_failed': 1" in state.message and "'asked_again': 1" in state.message
     session.expire_all()
     [*_, request] = session.exec(
-        select(ApprovalRequest).where(ApprovalRequest.improvement_id == stranded.id)
+        select(ApprovalRequest)
+        .where(ApprovalRequest.improvement_id == stranded.id)
+        .order_by(ApprovalRequest.id)  # type: ignore[arg-type]
     ).all()
     assert (request.approver_id, request.status) == (olu.id, ApprovalStatus.pending)
     assert len(to(smtp, olu.email)) == 1
