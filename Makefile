@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: install up test test-pg test-all lint bench clean
+.PHONY: install up test test-pg test-all test-faults lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test: install $(CHROMIUM)
 ## The same suite on the local PostgreSQL server.
 test-pg: install $(CHROMIUM)
 	IMPROVE_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest
+
+## The fault suite, big: improvements through `improve up` while its parts are killed with -9.
+FAULTS_N ?= 200
+FAULTS_SEED ?= 1
+test-faults: install
+	$(BIN)/python -m tests.faults.run --improvements $(FAULTS_N) --seed $(FAULTS_SEED)
 
 ## What CI runs: lint, then the suite on SQLite and on PostgreSQL.
 test-all: lint test test-pg
