@@ -29,13 +29,12 @@ from models import (
 )
 from models.db import utcnow
 from tasks import links
+from tasks.escalation import SWEEP
 from tasks.lifecycle import get_improvement, note
 from tasks.mail import queue_email
 from tasks.routing import load_fallback
 
 log = logging.getLogger(__name__)
-
-SWEEP = "sweep"  # the actor the history names for what the sweep did
 
 # Knobs of the follow-up. Constants rather than settings: settings.py belongs to everyone and these
 # follow from the playbooks' due dates, not from one installation's taste.
