@@ -257,13 +257,14 @@ def test_nothing_outlives_improve_up_killed_with_kill_9(tmp_path: Path) -> None:
     try:
         with up.client() as client:
             start_run(client, "sweep")
+        # A flow run is a fork of the runner's forkserver: a second process with its command line.
         wait_until(
-            lambda: "prefect.engine" in " ".join(descendants_of(up.process.pid).values()),
+            lambda: " ".join(descendants_of(up.process.pid).values()).count("forkserver") >= 2,
             "a flow run's process",
             lambda: str(descendants_of(up.process.pid)),
         )
         left = descendants_of(up.process.pid)
-        assert len(left) >= 4, left  # the server, the runner, a flow run, the web app
+        assert len(left) >= 5, left  # server, runner, forkserver, a flow run, web app
 
         up.process.kill()
         up.process.wait()
