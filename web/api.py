@@ -9,21 +9,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from sqlalchemy import func
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from starlette.exceptions import HTTPException
 from starlette.responses import Response as StarletteResponse
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
-from improve import events
 from improve.settings import settings
 from models import (
     ActionStatus,
     ApprovalStatus,
     Category,
     Channel,
-    Colleague,
     Improvement,
     ImprovementCreate,
     ImprovementPublic,
@@ -32,7 +29,6 @@ from models import (
 from models.db import MAX_INT, get_engine
 from models.idempotency import MAX_KEY_LENGTH
 from tasks.lifecycle import get_improvement
-from tasks.submission import find_submission, remember_submission, submit_improvement
 from web.auth import Staff
 from web.forms import Id
 from web.views import improvement_view, submit
@@ -219,50 +215,6 @@ def _out(improvement: Improvement) -> ImprovementOut:
     )
 
 
-def submit_once(
-    data: ImprovementCreate, *, channel: Channel, by: Colleague, key: str | None, field: str
-) -> tuple[int, bool]:
-    """Store and announce a submission unless `by`'s key already made one: (its id, replayed).
-
-    web.views.submit with the key recorded in the improvement's own transaction. Of two
-    concurrent submissions with one key the first to commit wins; the other's commit fails on
-    the unique key, is rolled back, and answers with the winner's improvement. A replay commits
-    nothing new and announces nothing. `field` names the key in an error (header or form field).
-    """
-    if key is None:
-        return submit(data, channel=channel, by=by), False
-    assert by.id is not None
-    for last_try in (False, True):
-        with Session(get_engine()) as session:
-            earlier = find_submission(
-                session=session, colleague_id=by.id, key=key, data=data, field=field
-            )
-            if earlier is not None:
-                return earlier, True
-            improvement = submit_improvement(session=session, data=data, channel=channel, by=by)
-            assert improvement.id is not None
-            remember_submission(
-                session=session,
-                colleague_id=by.id,
-                key=key,
-                data=data,
-                improvement_id=improvement.id,
-            )
-            try:
-                session.commit()
-            except IntegrityError:
-                if last_try:
-                    raise
-                session.rollback()
-                continue  # a concurrent request with this key committed first: answer with it
-            improvement_id, submitter_id = improvement.id, improvement.submitter_id
-        events.emit_submitted(
-            improvement_id=improvement_id, submitter_id=submitter_id, channel=channel
-        )
-        return improvement_id, False
-    raise AssertionError("unreachable: the last try returns or raises")
-
-
 IdempotencyKeyHeader = Annotated[
     str | None,
     Header(
@@ -312,7 +264,7 @@ def create_improvement(
 
     It is stored, then announced so it is routed to its approvers. With an `Idempotency-Key`
     a retry answers with the improvement the first request made instead of making another."""
-    improvement_id, replayed = submit_once(
+    improvement_id, replayed = submit(
         data,
         channel=Channel.api,
         by=colleague,

@@ -28,7 +28,6 @@ from tasks.access import set_access
 from tasks.impact import impact_totals
 from tasks.outbox import resend
 from tasks.submission import KEY_LIFETIME, IdempotencyKeyReused
-from web.api import submit_once
 from web.auth import Staff, _mac, may_see_contacts, require
 from web.forms import (
     ESTIMATE_FIELDS,
@@ -40,7 +39,7 @@ from web.forms import (
 )
 from web.render import page
 from web.views import dashboard as load_dashboard
-from web.views import improvement_view
+from web.views import improvement_view, submit
 
 router = APIRouter(include_in_schema=False)
 
@@ -239,7 +238,7 @@ def submit_from_form(
         )
     if create is not None and not errors:
         try:
-            improvement_id, _replayed = submit_once(
+            improvement_id, _replayed = submit(
                 create, channel=Channel.web, by=colleague, key=key, field="form_token"
             )
         except IdempotencyKeyReused as exc:

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from improve import events
@@ -27,7 +28,7 @@ from models.db import get_engine, utcnow
 from tasks.escalation import Stuck, stuck_improvements
 from tasks.lifecycle import get_improvement
 from tasks.routing import levels_for
-from tasks.submission import submit_improvement
+from tasks.submission import find_submission, remember_submission, submit_improvement
 
 
 @dataclass
@@ -190,17 +191,54 @@ def dashboard(session: Session, *, recent: int = 12, waiting: int = 50) -> Dashb
     )
 
 
-def submit(data: ImprovementCreate, *, channel: Channel, by: Colleague) -> int:
-    """Store a submission, commit, then announce it; returns its id or raises InvalidInput.
+def submit(
+    data: ImprovementCreate,
+    *,
+    channel: Channel,
+    by: Colleague,
+    key: str | None = None,
+    field: str = "Idempotency-Key",
+) -> tuple[int, bool]:
+    """Store a submission, commit, then announce it: (its id, replayed); or raise InvalidInput.
 
     ImprovementCreate checked each field when it was made, and submit_improvement checks the
     rest before it writes (the CLI goes through both as well); nothing is committed on an error,
-    so bad input leaves no trace.
+    so bad input leaves no trace. With a `key` (the API's Idempotency-Key, the form's one-time
+    token) the key is recorded in the improvement's own transaction, and a key `by` used before
+    answers with that improvement, committing and announcing nothing (replayed). Of two
+    concurrent submissions with one key the first to commit wins; the other's commit fails on
+    the unique key, is rolled back, and answers with the winner's. `field` names the key in an
+    error.
     """
-    with Session(get_engine()) as session:
-        improvement = submit_improvement(session=session, data=data, channel=channel, by=by)
-        session.commit()
-        improvement_id, submitter_id = improvement.id, improvement.submitter_id
-    assert improvement_id is not None
-    events.emit_submitted(improvement_id=improvement_id, submitter_id=submitter_id, channel=channel)
-    return improvement_id
+    assert by.id is not None
+    for last_try in (False, True):
+        with Session(get_engine()) as session:
+            if key is not None:
+                earlier = find_submission(
+                    session=session, colleague_id=by.id, key=key, data=data, field=field
+                )
+                if earlier is not None:
+                    return earlier, True
+            improvement = submit_improvement(session=session, data=data, channel=channel, by=by)
+            assert improvement.id is not None
+            if key is not None:
+                remember_submission(
+                    session=session,
+                    colleague_id=by.id,
+                    key=key,
+                    data=data,
+                    improvement_id=improvement.id,
+                )
+            try:
+                session.commit()
+            except IntegrityError:
+                if last_try or key is None:
+                    raise
+                session.rollback()
+                continue  # a concurrent request with this key committed first: answer with it
+            improvement_id, submitter_id = improvement.id, improvement.submitter_id
+        events.emit_submitted(
+            improvement_id=improvement_id, submitter_id=submitter_id, channel=channel
+        )
+        return improvement_id, False
+    raise AssertionError("unreachable: the last try returns or raises")
