@@ -22,8 +22,10 @@ from tasks.mail import build_message, recipient_address, without_links
 log = logging.getLogger(__name__)
 
 # A sender that dies mid-send leaves its row in "sending"; this long after the claim, it is sent
-# again.
-STALE_CLAIM = timedelta(minutes=10)
+# again. One send is a connection and a few commands, each bounded by smtp_timeout_seconds: a
+# claim ten times that old (two minutes at least) belongs to a sender that is gone. Were it
+# shorter than a live send, that email could go twice.
+STALE_CLAIM = max(timedelta(minutes=2), 10 * timedelta(seconds=settings.smtp_timeout_seconds))
 # While the SMTP server cannot be reached, the row that found it so waits this long; its attempts
 # are kept for the server's answers about the email itself.
 RELAY_WAIT = timedelta(seconds=60)

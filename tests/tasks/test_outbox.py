@@ -22,7 +22,7 @@ from improve.settings import settings
 from models import OutboxEmail, OutboxStatus
 from models.db import utcnow
 from tasks.mail import SEALED, queue_email
-from tasks.outbox import RELAY_WAIT, send_due
+from tasks.outbox import RELAY_WAIT, STALE_CLAIM, send_due
 from tests.smtpd import RecordingHandler, SmtpServer, free_port
 from tests.tasks.test_mail import APPROVAL
 
@@ -327,7 +327,8 @@ async def test_a_row_left_sending_by_a_crashed_sender_is_sent_again(
 ) -> None:
     stale, busy = queue(session, 2)
     now = utcnow()
-    for row, claimed in ((stale, now - timedelta(minutes=11)), (busy, now - timedelta(minutes=1))):
+    claims = ((stale, now - STALE_CLAIM - timedelta(seconds=1)), (busy, now - timedelta(minutes=1)))
+    for row, claimed in claims:
         session.exec(
             update(OutboxEmail)
             .where(OutboxEmail.id == row.id)  # type: ignore[arg-type]
