@@ -16,7 +16,6 @@ import os
 import random
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session, select
 
-from improve.stack import REPO, free_port
+from improve.stack import free_port
 from models import (
     ActionItem,
     ActionStatus,
@@ -50,8 +49,8 @@ from models.db import get_engine, session_scope
 from tasks.access import create_api_token
 from tests.factories import make_approver, make_colleague
 from tests.smtpd import Received, SmtpServer
+from tests.up import Up, start_up
 
-START_DEADLINE = 120.0  # seconds for `improve up` to say it is running
 RETRY_AFTER = 2.0  # seconds before a request that found the web app down is tried again
 GIVE_UP_AFTER = 180.0  # seconds a person keeps retrying one link
 SWEEP_EVERY = 20.0  # seconds between the sweeps an operator starts while things settle
@@ -116,87 +115,6 @@ class Result:
 
 
 # --- `improve up`, and its parts --------------------------------------------------------------
-
-
-@dataclass
-class Up:
-    process: subprocess.Popen[bytes]
-    data: Path
-    web_port: int
-    prefect_port: int
-
-    @property
-    def web_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.prefect_port}/api"
-
-    def console(self) -> str:
-        try:
-            return (self.data / "console.txt").read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def child(self, command: str) -> int | None:
-        return next(
-            (pid for pid, cmd in children_of(self.process.pid).items() if command in cmd), None
-        )
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_up(data: Path, smtp_port: int) -> Up:
-    """`improve up --no-demo` on free ports, relaying to our SMTP server, once it is running."""
-    data.mkdir(parents=True, exist_ok=True)
-    web_port, prefect_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "IMPROVE_DATA_DIR": str(data),
-        "IMPROVE_SMTP_RELAY_CONFIGURED": "true",
-        "IMPROVE_SMTP_HOST": "127.0.0.1",
-        "IMPROVE_SMTP_PORT": str(smtp_port),
-        "PYTHONUNBUFFERED": "1",
-    }
-    with (data / "console.txt").open("wb") as console:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "improve.cli", "up", "--no-demo",
-             "--web-port", str(web_port), "--prefect-port", str(prefect_port)],
-            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=console,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    up = Up(process, data, web_port, prefect_port)
-    deadline = time.monotonic() + START_DEADLINE
-    while "Improve is running." not in up.console():
-        if process.poll() is not None or time.monotonic() > deadline:
-            up.stop()
-            raise RuntimeError(f"improve up did not start:\n{up.console()}")
-        time.sleep(0.2)
-    return up
-
-
-def children_of(parent: int) -> dict[int, str]:
-    """The live children of `parent`, with their command lines, from /proc."""
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            if fields[0] in "ZX" or int(fields[1]) != parent:
-                continue
-            found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-    return found
 
 
 # --- people, following the links in their email -----------------------------------------------
@@ -508,7 +426,7 @@ def run(plan: Plan, data: Path, console: Console | None = None) -> Result:
     smtp = SmtpServer(free_port())
     smtp.start()
     submitters = seed_people(min(plan.improvements, 10))
-    up = start_up(data, smtp.port)
+    up = start_up(data, relay_port=smtp.port, seconds=120.0)
     log: list[str] = []
     try:
         with httpx.Client(base_url=up.web_url, timeout=15.0) as web:
@@ -582,9 +500,13 @@ def main() -> None:
     parser.add_argument("--improvements", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--kills", type=int, default=3, help="times each part is killed")
-    parser.add_argument("--outage", type=float, default=30.0, help="seconds SMTP is down each time")
-    parser.add_argument("--window", type=float, default=300.0, help="seconds the faults span")
-    parser.add_argument("--settle", type=float, default=600.0, help="seconds allowed to settle")
+    parser.add_argument("--outage", type=float, default=60.0, help="seconds SMTP is down each time")
+    # The stack moves about 0.1 improvement a second on a 2-core machine (six flow runs each, the
+    # Prefect server creating about 0.6 runs a second from events): submissions are spread so
+    # that they arrive no faster, and the faults fall while the work is going on.
+    parser.add_argument("--window", type=float, default=1800.0, help="seconds the faults span")
+    parser.add_argument("--submit-over", type=float, help="seconds the submissions are spread over")
+    parser.add_argument("--settle", type=float, default=900.0, help="seconds allowed to settle")
     args = parser.parse_args()
     from sqlalchemy import MetaData
 
@@ -600,7 +522,7 @@ def main() -> None:
         kills=args.kills,
         outage=args.outage,
         window=args.window,
-        submit_over=args.window / 2,
+        submit_over=args.submit_over or args.window * 0.9,
         settle_deadline=args.settle,
     )
     result = run(plan, Path(tempfile.mkdtemp(prefix="improve-faults-")))
