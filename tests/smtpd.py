@@ -47,11 +47,25 @@ class Received:
 
 @dataclass
 class RecordingHandler:
-    """Keeps every accepted message; `replies` are answered to DATA instead of accepting."""
+    """Keeps every accepted message; `replies` are answered to DATA instead of accepting, and
+    `refused_recipients` (address: reply) to RCPT TO for those addresses."""
 
     received: list[Received] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
+    refused_recipients: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        with self.lock:
+            refusal = self.refused_recipients.get(address)
+        if refusal:
+            return refusal
+        # What aiosmtpd does itself for a handler without this hook.
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self.lock:
@@ -92,6 +106,16 @@ class SmtpServer:
     def refuse_next(self, *replies: str) -> None:
         self.handler.replies.extend(replies)
 
+    def refuse_recipient(self, address: str, reply: str) -> None:
+        """Answer `reply` (e.g. "550 5.1.1 No such user") to RCPT TO `address` until accepted."""
+        with self.handler.lock:
+            self.handler.refused_recipients[address] = reply
+
+    def accept_recipient(self, address: str) -> None:
+        with self.handler.lock:
+            self.handler.refused_recipients.pop(address, None)
+
     def clear(self) -> None:
         self.handler.received.clear()
         self.handler.replies.clear()
+        self.handler.refused_recipients.clear()
