@@ -269,11 +269,17 @@ async def test_decisions_taken_while_the_prefect_server_is_down_are_kept_and_act
     for improvement_id in ids:
         detail = await wait_for_status(web, improvement_id, "in_progress")
         assert [a["status"] for a in detail["approvals"]] == ["approved"]
-        assert history(detail)[2:5] == [
-            ("awaiting_approval", "awaiting_approval", alex.email, "email"),
-            ("awaiting_approval", "approved", "advance-improvement", "flow"),
+        # The web app's Prefect client sends again the events the lost server never confirmed
+        # (its checkpoint is every 30 s), and the new server has forgotten which it saw: the
+        # submission comes back too, and its route run may be the one that plans. Either way,
+        # once.
+        (asked, approved, planned) = history(detail)[2:5]
+        assert asked == ("awaiting_approval", "awaiting_approval", alex.email, "email")
+        assert approved == ("awaiting_approval", "approved", "advance-improvement", "flow")
+        assert planned in {
             ("approved", "in_progress", "advance-improvement", "flow"),
-        ]
+            ("approved", "in_progress", "route-improvement", "flow"),
+        }
         assert len(detail["history"]) == 5
     await wait_for_mail(smtp, sam.email, "Action for you", count=4)
     await wait_for_mail(smtp, alex.email, f"IMP-{late}")
