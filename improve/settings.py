@@ -84,6 +84,19 @@ class Settings(BaseSettings):
     escalate_after_hours: float = Field(
         120.0, description="Escalate to the deputy or next authority after this long."
     )
+    timezone: str = Field(
+        "Europe/London", description="The organisation's time zone: customers' contact windows."
+    )
+    case_update_days: int = Field(
+        7, description="Days from one customer update to the next, unless the owner sets a date."
+    )
+    overdue_escalate_hours: float = Field(
+        24.0, description="An overdue customer update that sits this long goes to the manager."
+    )
+    choice_link_expiry_days: int = Field(
+        21, description="Days a customer's link to choose an alternative stays valid."
+    )
+    help_link_expiry_days: int = Field(7, description="Days a colleague's help link stays valid.")
     outbox_max_attempts: int = Field(6, description="Attempts before a 4xx-deferred email fails.")
     outbox_backoff_seconds: list[float] = Field(
         [30, 120, 600, 1800, 3600], description="Delay before each retry of a deferred email."

@@ -3,6 +3,17 @@
 from models.access import Access, ApiToken, RetiredLink, SignInLink, WebSession
 from models.action import ActionItem, ActionStatus
 from models.approval import ApprovalRequest, ApprovalStatus
+from models.case import (
+    OPEN_STATUSES,
+    Alternative,
+    AlternativeStatus,
+    Case,
+    CaseNote,
+    CaseStatus,
+    CaseUpdate,
+    HelpRequest,
+    HelpStatus,
+)
 from models.idempotency import IdempotencyKey
 from models.improvement import (
     Category,
@@ -30,6 +41,15 @@ from models.people import (
 )
 
 __all__ = [
+    "OPEN_STATUSES",
+    "Alternative",
+    "AlternativeStatus",
+    "Case",
+    "CaseNote",
+    "CaseStatus",
+    "CaseUpdate",
+    "HelpRequest",
+    "HelpStatus",
     "Access",
     "ApiToken",
     "RetiredLink",

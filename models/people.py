@@ -1,6 +1,6 @@
 """Colleagues and their authority, customers with their contact preferences, service partners."""
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 from enum import StrEnum
 
 import sqlalchemy as sa
@@ -22,6 +22,9 @@ class Colleague(SQLModel, table=True):
     )
     active: bool = True
     deputy_id: int | None = Field(default=None, foreign_key="colleague.id")
+    manager_id: int | None = Field(
+        default=None, foreign_key="colleague.id", description="Who hears when their work sits."
+    )
     absent_from: date | None = None
     absent_to: date | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
@@ -60,7 +63,13 @@ class Customer(SQLModel, table=True):
     name: str = Field(max_length=120)
     email: str = Field(max_length=254, unique=True, index=True)
     contact_format: ContactFormat = Field(default=ContactFormat.html, sa_type=sa.String(8))
-    language: str = Field(default="en", max_length=8)
+    language: str = Field(default="en", max_length=8, description="en or cy; others get en.")
+    # Non-urgent email is held until the window opens, in the organisation's time zone.
+    contact_from: time | None = None
+    contact_until: time | None = None
+    weekly_limit: int | None = Field(
+        default=None, ge=0, le=100, description="Most non-essential emails in any seven days."
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
 
