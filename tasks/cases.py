@@ -14,12 +14,14 @@ def overdue_case_ids(*, session: Session, now: datetime, limit: int = 500) -> li
     improvement raised come first, ordered by when their update is due, so the query reads only
     the due ones however many cases are open.
     """
-    return list(
-        session.exec(
+    return [
+        case_id
+        for case_id in session.exec(
             select(Case.id)
             .where(col(Case.overdue_improvement_id).is_(None))
             .where(col(Case.next_update_due) <= now)
             .order_by(col(Case.next_update_due))
             .limit(limit)
-        ).all()
-    )
+        )
+        if case_id is not None
+    ]
