@@ -87,29 +87,31 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def init_db() -> None:
-    """Bring the database to the newest schema: run every Alembic revision it lacks."""
-    with engine.connect() as connection:
+def init_db(on: sa.Engine | None = None) -> None:
+    """Bring the database (Improve's, unless `on` another) to the newest schema: run every
+    Alembic revision it lacks."""
+    on = on or engine
+    with on.connect() as connection:
         config = alembic_config(connection)
-        if _made_by_create_all():
+        if _made_by_create_all(on):
             command.stamp(config, BASELINE_REVISION)
         command.upgrade(config, "head")
 
 
-def _made_by_create_all() -> bool:
+def _made_by_create_all(on: sa.Engine) -> bool:
     """Whether the database predates migrations: 0001's tables, but no alembic_version.
 
     Such a database is stamped at 0001, so upgrading adds only the revisions after it instead of
     creating its tables again.
     """
-    with engine.connect() as connection:
+    with on.connect() as connection:
         tables = set(sa.inspect(connection).get_table_names())
     return "improvement" in tables and "alembic_version" not in tables
 
 
-def schema_revision() -> str | None:
+def schema_revision(on: sa.Engine | None = None) -> str | None:
     """The Alembic revision the database is at; None if it has none yet."""
-    with engine.connect() as connection:
+    with (on or engine).connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 

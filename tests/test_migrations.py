@@ -89,7 +89,7 @@ def test_downgrade_to_nothing_and_back(empty: Engine) -> None:
 
 
 def test_a_database_made_before_migrations_is_stamped_and_upgraded(
-    empty: Engine, monkeypatch: pytest.MonkeyPatch
+    empty: Engine,
 ) -> None:
     # What create_all made before Alembic: revision 0001's tables, with rows, and no version.
     migrate(empty, "upgrade", db.BASELINE_REVISION)
@@ -102,11 +102,9 @@ def test_a_database_made_before_migrations_is_stamped_and_upgraded(
             ),
             {"now": db.utcnow()},
         )
-    monkeypatch.setattr(db, "engine", empty)
+    db.init_db(empty)
 
-    db.init_db()
-
-    assert db.schema_revision() == HEAD
+    assert db.schema_revision(empty) == HEAD
     assert_matches_models(empty)
     with empty.connect() as connection:
         assert connection.exec_driver_sql("SELECT email FROM colleague").scalars().all() == [
@@ -114,10 +112,9 @@ def test_a_database_made_before_migrations_is_stamped_and_upgraded(
         ]
 
 
-def test_init_db_again_changes_nothing(empty: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(db, "engine", empty)
-    db.init_db()
-    db.init_db()
+def test_init_db_again_changes_nothing(empty: Engine) -> None:
+    db.init_db(empty)
+    db.init_db(empty)
 
-    assert db.schema_revision() == HEAD
+    assert db.schema_revision(empty) == HEAD
     assert_matches_models(empty)
