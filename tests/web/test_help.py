@@ -1,6 +1,7 @@
 """Help from others through the web app: a colleague is asked from a staff page, gets an email
 over real SMTP, opens the link (which changes nothing), and accepts or declines with a POST."""
 
+import asyncio
 import re
 from datetime import timedelta
 
@@ -8,7 +9,7 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from models import Colleague, HelpRequest, HelpStatus, Status
+from models import Colleague, HelpRequest, HelpStatus, OutboxEmail, Status
 from models.db import utcnow
 from tasks.outbox import send_due
 from tests.factories import make_case, make_colleague, make_improvement
@@ -232,3 +233,20 @@ async def test_help_on_an_action_item_is_asked_from_the_improvement_page(
     assert 'class="badge accepted"' in page
     # The action link itself still works: /actions/{id}/help did not take its place.
     assert (await anonymous.get(item_path)).status_code == 200
+
+
+async def test_one_link_posted_twice_at_once_records_one_answer(
+    anonymous: httpx.AsyncClient, session: Session, asha: Colleague, bea: Colleague, smtp
+) -> None:
+    help_request, path = await _ask_on_case(anonymous, session, asha, bea, smtp)
+
+    responses = await asyncio.gather(
+        anonymous.post(path, data={"decision": "accept", "answer": "yes"}),
+        anonymous.post(path, data={"decision": "decline", "answer": "no"}),
+    )
+
+    assert sorted(r.status_code for r in responses) == [200, 410]
+    session.refresh(help_request)
+    assert help_request.status in (HelpStatus.accepted, HelpStatus.declined)
+    answers = session.exec(select(OutboxEmail).where(OutboxEmail.template == "help_answer")).all()
+    assert len(answers) == 1
