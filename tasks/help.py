@@ -12,8 +12,10 @@ from improve.errors import InvalidInput, LinkRefused, NotFound
 from improve.settings import settings
 from models import (
     ActionItem,
+    ActionStatus,
     Case,
     CaseNote,
+    CaseStatus,
     Channel,
     Colleague,
     HelpRequest,
@@ -37,6 +39,7 @@ class Subject:
     title: str
     url: str  # the staff page where the asker sees the answer
     improvement_id: int | None  # an action item's improvement: its history and its emails
+    finished: bool = False  # a closed case, an action item done or cancelled
 
 
 def subject_of(session: Session, help_request: HelpRequest) -> Subject:
@@ -53,7 +56,12 @@ def _subject(session: Session, *, case_id: int | None, action_id: int | None) ->
         if case is None:
             raise NotFound("case", f"CASE-{case_id}")
         return Subject(
-            "case", case.reference, case.subject, f"{settings.base_url}/cases/{case_id}", None
+            "case",
+            case.reference,
+            case.subject,
+            f"{settings.base_url}/cases/{case_id}",
+            None,
+            finished=case.status == CaseStatus.closed,
         )
     action = session.get(ActionItem, action_id)
     if action is None:
@@ -65,6 +73,7 @@ def _subject(session: Session, *, case_id: int | None, action_id: int | None) ->
         f"{action.title} (for “{improvement.title}”)",
         f"{settings.base_url}/improvements/{improvement.id}",
         improvement.id,
+        finished=action.status != ActionStatus.open,
     )
 
 
@@ -108,6 +117,9 @@ def ask_for_help(
     elif helper.id == asker.id:
         errors["helper_email"] = "you cannot ask yourself for help: choose a colleague"
     text = _text(message, "message", errors, required=True)
+    if subject.finished:
+        state = "closed" if subject.kind == "case" else "no longer open"
+        errors["subject"] = f"{subject.kind} {subject.reference} is {state}: help is not needed"
     if errors:
         raise InvalidInput(errors)
     assert helper is not None and helper.id is not None and asker.id is not None
@@ -289,6 +301,7 @@ class HelpPanel:
     action: str  # where its form posts: /cases/{id}/help or /actions/{id}/help
     anchor: str  # a unique id on the page: help-case-7, help-action-12
     colleagues: list[Colleague]  # whom the signed-in colleague may ask
+    now: datetime  # to tell a link still waiting from one that expired unanswered
 
 
 def help_panel(
@@ -328,6 +341,7 @@ def help_panel(
         action=f"/{'cases' if kind == 'case' else 'actions'}/{key}/help",
         anchor=f"help-{kind}-{key}",
         colleagues=[c for c in colleagues if c.id != signed_in_id],
+        now=utcnow(),
     )
 
 

@@ -6,7 +6,16 @@ import pytest
 from sqlmodel import Session, select
 
 from improve.errors import InvalidInput, LinkRefused, NotFound
-from models import CaseNote, HelpRequest, HelpStatus, OutboxEmail, Status, Transition
+from models import (
+    ActionStatus,
+    CaseNote,
+    CaseStatus,
+    HelpRequest,
+    HelpStatus,
+    OutboxEmail,
+    Status,
+    Transition,
+)
 from models.db import utcnow
 from tasks.help import answer_help, ask_for_help, help_panel
 from tasks.mail import build_message
@@ -244,3 +253,26 @@ def test_the_panel_lists_help_newest_first_and_offers_everyone_else(
     ]
     assert (panel.action, panel.anchor) == (f"/cases/{case.id}/help", f"help-case-{case.id}")
     assert [c.name for c in panel.colleagues] == ["Bea Jones"]
+
+
+def test_no_help_is_asked_on_a_closed_case_or_a_finished_action_item(
+    session: Session, people
+) -> None:
+    asha, bea = people
+    case = make_case(session, asha, status=CaseStatus.closed)
+    improvement = make_improvement(session, asha, status=Status.in_progress)
+    item, _ = action_link(session, improvement, asha)
+    item.status = ActionStatus.done
+    session.add(item)
+    session.commit()
+
+    with pytest.raises(InvalidInput, match=f"case {case.reference} is closed"):
+        ask_for_help(
+            session=session, asked_by_id=asha.id, helper_email=bea.email, message="Help?",
+            case_id=case.id,
+        )  # fmt: skip
+    with pytest.raises(InvalidInput, match="action 1 is no longer open"):
+        ask_for_help(
+            session=session, asked_by_id=asha.id, helper_email=bea.email, message="Help?",
+            action_id=item.id,
+        )  # fmt: skip

@@ -250,3 +250,23 @@ async def test_one_link_posted_twice_at_once_records_one_answer(
     assert help_request.status in (HelpStatus.accepted, HelpStatus.declined)
     answers = session.exec(select(OutboxEmail).where(OutboxEmail.template == "help_answer")).all()
     assert len(answers) == 1
+
+
+async def test_the_page_tells_a_waiting_request_from_one_whose_link_expired(
+    anonymous: httpx.AsyncClient, session: Session, asha: Colleague, bea: Colleague
+) -> None:
+    improvement = make_improvement(session, asha, status=Status.in_progress)
+    item, _ = action_link(session, improvement, asha)
+    await anonymous.post(
+        f"/actions/{item.id}/help", data={"helper_email": bea.email, "message": "Any ideas?"}
+    )
+    page = (await anonymous.get(f"/improvements/{improvement.id}")).text
+    assert "waiting for an answer; the link works until" in page
+
+    help_request = session.exec(select(HelpRequest)).one()
+    help_request.expires_at = utcnow() - timedelta(hours=1)
+    session.add(help_request)
+    session.commit()
+
+    page = (await anonymous.get(f"/improvements/{improvement.id}")).text
+    assert "not answered; the link expired" in page
