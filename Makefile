@@ -62,6 +62,7 @@ lint: install
 bench: install
 	$(BIN)/python -m bench.decision_latency
 	$(BIN)/python -m bench.orchestration_overhead
+	$(BIN)/python -m bench.overdue_check
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache .mypy_cache

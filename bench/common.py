@@ -67,12 +67,18 @@ def submit(session: Any, submitter: Any, n: int) -> int:
     return improvement.id
 
 
-def summary(seconds: list[float]) -> str:
-    """p50, p95, mean and the range, in seconds."""
-    ordered = sorted(seconds)
+def summary(seconds: list[float], unit: str = "s") -> str:
+    """p50, p95, mean and the range, in seconds (or milliseconds with unit="ms")."""
+    scale = {"s": 1, "ms": 1000}[unit]
+    ordered = [value * scale for value in sorted(seconds)]
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    width, places = (6, 2) if unit == "s" else (8, 1)
+
+    def show(value: float) -> str:
+        return f"{value:{width}.{places}f} {unit}"
+
     return (
-        f"p50 {statistics.median(ordered):6.2f} s   p95 {p95:6.2f} s   "
-        f"mean {statistics.fmean(ordered):6.2f} s   min {ordered[0]:6.2f} s   "
-        f"max {ordered[-1]:6.2f} s   (n={len(ordered)})"
+        f"p50 {show(statistics.median(ordered))}   p95 {show(p95)}   "
+        f"mean {show(statistics.fmean(ordered))}   min {show(ordered[0])}   "
+        f"max {show(ordered[-1])}   (n={len(ordered)})"
     )

@@ -47,7 +47,8 @@ def route_improvement(
             actor=actor,
             channel=channel,
             reason=(
-                "Approved within the submitter's own goodwill authority: "
+                # C8's words, so the audit trail answers "was this within their own authority?"
+                "Approved within own authority (a goodwill gesture): "
                 f"{submitter.name if submitter else 'the submitter'}'s goodwill limit covers "
                 f"the estimated {money(improvement.estimated_cost)}"
             ),

@@ -11,7 +11,15 @@ from sqlmodel import Session, select
 
 from improve.errors import LinkRefused
 from improve.settings import settings
-from models import ActionItem, ActionStatus, ApprovalRequest, ApprovalStatus, RetiredLink
+from models import (
+    ActionItem,
+    ActionStatus,
+    ApprovalRequest,
+    ApprovalStatus,
+    HelpRequest,
+    HelpStatus,
+    RetiredLink,
+)
 from models.db import utcnow
 
 TOKEN_BYTES = 32  # 256 bits: guessing one is out of reach, so a plain hash is enough to store
@@ -61,6 +69,10 @@ def action_url(action_id: int, token: str) -> str:
     return f"{settings.base_url}/actions/{action_id}/{token}"
 
 
+def help_url(help_id: int, token: str) -> str:
+    return f"{settings.base_url}/help/{help_id}/{token}"
+
+
 def _same(stored: str | None, offered: str) -> bool:
     return stored is not None and hmac.compare_digest(stored, offered)
 
@@ -91,6 +103,7 @@ def refusal(session: Session, token_hash: str) -> LinkRefused:
             select(ApprovalRequest.id).where(ApprovalRequest.token_hash == token_hash)
         ).first()
         or session.exec(select(ActionItem.id).where(ActionItem.token_hash == token_hash)).first()
+        or session.exec(select(HelpRequest.id).where(HelpRequest.token_hash == token_hash)).first()
     )
     if foreign is not None:
         return LinkRefused(
@@ -145,3 +158,26 @@ def check_action_link(
         raise LinkRefused("used", f"This action is already {action.status}{when}.", 410)
     _refuse_expired(action.token_expires_at, now)
     return action
+
+
+def check_help_link(
+    *, session: Session, help_id: int, token: str, now: datetime | None = None
+) -> HelpRequest:
+    """The unanswered help request this link may answer, or LinkRefused saying why not."""
+    now = now or utcnow()
+    token_hash = hash_token(token)
+    help_request = session.get(HelpRequest, help_id)
+    if help_request is None or not _same(help_request.token_hash, token_hash):
+        raise refusal(session, token_hash)
+    if help_request.status != HelpStatus.asked:
+        when = (
+            f" on {help_request.answered_at:%Y-%m-%d %H:%M} UTC" if help_request.answered_at else ""
+        )
+        raise LinkRefused(
+            "used",
+            f"This link has already been used: the request for help was {help_request.status}"
+            f"{when}.",
+            410,
+        )
+    _refuse_expired(help_request.expires_at, now)
+    return help_request

@@ -9,6 +9,7 @@ from sqlmodel import Session
 from models import (
     Access,
     Authority,
+    Case,
     Category,
     Channel,
     Colleague,
@@ -151,6 +152,26 @@ def make_improvement(
     session.commit()
     session.refresh(improvement)
     return improvement
+
+
+def make_case(
+    session: Session,
+    owner: Colleague,
+    customer: Customer | None = None,
+    subject: str = "Replacement bin not delivered",
+    **fields: Any,
+) -> Case:
+    """An open customer case, straight from the model (no email, no event)."""
+    case = Case(
+        customer_id=(customer or make_customer(session)).id,
+        subject=subject,
+        owner_id=owner.id,
+        **fields,
+    )
+    session.add(case)
+    session.commit()
+    session.refresh(case)
+    return case
 
 
 def today() -> date:

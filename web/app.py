@@ -256,6 +256,8 @@ def create_app() -> FastAPI:
     def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Improve API")
 
+    # Before the public links: see web.pages.help_router.
+    app.include_router(pages.help_router, dependencies=signed_in)
     for router in PUBLIC_ROUTERS:
         app.include_router(router)
     app.include_router(api.router, dependencies=signed_in)

@@ -1,4 +1,5 @@
-"""Pages behind the links in emails: decide an approval, complete an action, unsubscribe.
+"""Pages behind the links in emails: decide an approval, complete an action, answer a request for
+help, unsubscribe.
 
 GET and HEAD only show (mail scanners open every link); a POST from the page acts. The database is
 committed before the event is emitted, so a flow started by the event sees the decision.
@@ -21,13 +22,15 @@ from models import (
     Channel,
     Colleague,
     Customer,
+    HelpRequest,
     Purpose,
 )
 from models.db import get_engine
 from tasks.consent import opt_out, unsubscribe_url
 from tasks.decisions import record_decision
+from tasks.help import answer_help, subject_of
 from tasks.lifecycle import get_improvement
-from tasks.links import check_action_link, check_approval_link
+from tasks.links import check_action_link, check_approval_link, check_help_link
 from tasks.planning import complete_action
 from tasks.routing import levels_for
 from web.forms import Id, parse_amount
@@ -240,6 +243,64 @@ def complete_action_item(
         payload={"action_id": action_id},
     )
     return page(request, "action_done.html", context, private=True)
+
+
+# --- help from a colleague ------------------------------------------------------------------
+
+
+def _help_context(session: Session, help_request: HelpRequest) -> dict[str, Any]:
+    people = colleagues_by_id(session, {help_request.asked_by_id, help_request.helper_id})
+    return {
+        "help": help_request,
+        "subject": subject_of(session, help_request),
+        "asker": people.get(help_request.asked_by_id),
+        "helper": people.get(help_request.helper_id),
+        "errors": {},
+        "values": {"answer": ""},
+    }
+
+
+@router.api_route("/help/{help_id}/{token}", methods=["GET", "HEAD"])
+def show_help(request: Request, help_id: Id, token: str) -> HTMLResponse:
+    """What the colleague is asked, with Accept and Decline; changes nothing."""
+    with Session(get_engine()) as session:
+        help_request = check_help_link(session=session, help_id=help_id, token=token)
+        return page(request, "help.html", _help_context(session, help_request), private=True)
+
+
+@router.post("/help/{help_id}/{token}")
+def answer_help_request(
+    request: Request,
+    help_id: Id,
+    token: str,
+    decision: Annotated[str, Form()] = "",
+    answer: Annotated[str, Form()] = "",
+) -> HTMLResponse:
+    """Record Accept or Decline with the optional note; the asker is emailed the answer."""
+    answer = answer.strip()
+    with Session(get_engine()) as session:
+        help_request = check_help_link(session=session, help_id=help_id, token=token)
+        errors: dict[str, str] = {}
+        if decision not in ("accept", "decline"):
+            errors["decision"] = "Choose Accept or Decline."
+        if not errors:
+            try:
+                help_request = answer_help(
+                    session=session,
+                    help_id=help_id,
+                    token=token,
+                    accept=decision == "accept",
+                    answer=answer,
+                )
+            except InvalidInput as exc:
+                session.rollback()
+                errors = dict(exc.errors)
+        if errors:
+            context = _help_context(session, help_request)
+            context.update(errors=errors, values={"answer": answer})
+            return page(request, "help.html", context, status_code=422, private=True)
+        session.commit()
+        return page(request, "help_done.html", _help_context(session, help_request), private=True)
 
 
 # --- unsubscribe -----------------------------------------------------------------------------

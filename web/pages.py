@@ -1,4 +1,4 @@
-"""Staff pages: the dashboard, a page per improvement and the submission form."""
+"""Staff pages: the dashboard, a page per improvement, the submission form, asking for help."""
 
 import hmac
 import secrets
@@ -15,6 +15,7 @@ from improve.errors import InvalidInput
 from improve.formatting import payback_months
 from models import (
     Access,
+    ActionItem,
     Authority,
     Category,
     Channel,
@@ -25,6 +26,7 @@ from models import (
 )
 from models.db import get_engine, session_scope, utcnow
 from tasks.access import set_access
+from tasks.help import active_colleagues, ask_for_help, help_panel
 from tasks.impact import impact_totals
 from tasks.outbox import resend
 from tasks.submission import KEY_LIFETIME, IdempotencyKeyReused
@@ -42,6 +44,9 @@ from web.views import dashboard as load_dashboard
 from web.views import improvement_view, submit
 
 router = APIRouter(include_in_schema=False)
+# Included before the public links in web/app.py: POST /actions/{id}/help would otherwise be
+# taken for an action link whose token is "help".
+help_router = APIRouter(include_in_schema=False)
 
 ESTIMATE_LABELS = {
     "estimated_cost": ("One-off cost", "£"),
@@ -109,7 +114,18 @@ def improvement_page(request: Request, improvement_id: Id, colleague: Staff) -> 
     with Session(get_engine()) as session:
         view = improvement_view(session, improvement_id)
         imp = view.improvement
+        people = active_colleagues(session)
         context = {
+            # Asking a colleague for help, beside each action item (templates/web/_help.html).
+            "help_panels": {
+                a.item.id: help_panel(
+                    session=session,
+                    signed_in_id=colleague.id,
+                    action_id=a.item.id,
+                    colleagues=people,
+                )
+                for a in view.actions
+            },
             "see_contacts": may_see_contacts(colleague),
             "view": view,
             "imp": imp,
@@ -249,6 +265,54 @@ def submit_from_form(
             return _submit_page(request, form, errors, colleague, status_code=422)
         return RedirectResponse(f"/improvements/{improvement_id}", status_code=303)
     return _submit_page(request, form, errors, colleague, status_code=422)
+
+
+# --- asking a colleague for help --------------------------------------------------------------
+
+
+@help_router.post("/cases/{case_id}/help")
+def ask_help_on_case(
+    case_id: Id,
+    colleague: Staff,
+    helper_email: Annotated[str, Form()] = "",
+    message: Annotated[str, Form()] = "",
+) -> RedirectResponse:
+    """Ask a colleague for help on a case; they are emailed a link to accept or decline."""
+    assert colleague.id is not None
+    with session_scope() as session:
+        ask_for_help(
+            session=session,
+            asked_by_id=colleague.id,
+            helper_email=helper_email,
+            message=message,
+            case_id=case_id,
+        )
+    return RedirectResponse(f"/cases/{case_id}#help-case-{case_id}", status_code=303)
+
+
+@help_router.post("/actions/{action_id}/help")
+def ask_help_on_action(
+    action_id: Id,
+    colleague: Staff,
+    helper_email: Annotated[str, Form()] = "",
+    message: Annotated[str, Form()] = "",
+) -> RedirectResponse:
+    """Ask a colleague for help on an action item; back to its improvement's page."""
+    assert colleague.id is not None
+    with session_scope() as session:
+        asked = ask_for_help(
+            session=session,
+            asked_by_id=colleague.id,
+            helper_email=helper_email,
+            message=message,
+            action_id=action_id,
+        )
+        item = session.get(ActionItem, asked.action_id)
+        assert item is not None
+        improvement_id = item.improvement_id
+    return RedirectResponse(
+        f"/improvements/{improvement_id}#help-action-{action_id}", status_code=303
+    )
 
 
 # --- colleagues ------------------------------------------------------------------------------

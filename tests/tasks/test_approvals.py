@@ -97,7 +97,10 @@ def test_goodwill_within_the_submitters_own_authority_is_approved_without_asking
     assert outbox(session) == []
     last = history(session, improvement.id)[-1]
     assert (last.from_status, last.to_status) == (Status.submitted, Status.approved)
-    assert "within the submitter's own goodwill authority" in last.reason
+    assert last.reason == (
+        "Approved within own authority (a goodwill gesture): "
+        "Asha Patel's goodwill limit covers the estimated £200"
+    )
 
 
 def test_goodwill_above_the_submitters_own_authority_is_routed(session: Session, org: Org) -> None:
