@@ -119,33 +119,38 @@ def opt_out(*, session: Session, customer_id: int, purpose: Purpose | str, token
     if customer is None:
         raise refused
 
+    record_consent(
+        session=session, customer=customer, purpose=purpose, granted=False, channel="email"
+    )
+    return customer
+
+
+def record_consent(
+    *, session: Session, customer: Customer, purpose: Purpose | str, granted: bool, channel: str
+) -> CustomerConsent:
+    """Record a customer's yes or no to one purpose, and how they said it; the caller commits.
+
+    Saying the same again keeps the date they first said it. A no also stops the emails for that
+    purpose still waiting to go (held ones too): they must not go out after it.
+    """
+    purpose = Purpose(purpose)
     consent = session.exec(
         select(CustomerConsent).where(
-            CustomerConsent.customer_id == customer_id, CustomerConsent.purpose == purpose
+            CustomerConsent.customer_id == customer.id, CustomerConsent.purpose == purpose
         )
     ).first()
-    now = utcnow()
     if consent is None:
-        session.add(
-            CustomerConsent(
-                customer_id=customer_id,
-                purpose=purpose,
-                granted=False,
-                channel="email",
-                changed_at=now,
-            )
+        assert customer.id is not None
+        consent = CustomerConsent(
+            customer_id=customer.id, purpose=purpose, granted=granted, channel=channel
         )
-    elif consent.granted:
-        consent.granted = False
-        consent.channel = "email"
-        consent.changed_at = now
-        session.add(consent)
-    # else: already opted out; keep the original date of the refusal.
+    elif consent.granted != granted:
+        consent.granted, consent.channel, consent.changed_at = granted, channel, utcnow()
+    session.add(consent)
     session.flush()
-
-    # Notices queued before the opt-out but not yet sent must not go out after it.
-    skip_withheld_notices(session=session, customer=customer, purpose=purpose)
-    return customer
+    if not granted:
+        skip_withheld_notices(session=session, customer=customer, purpose=purpose)
+    return consent
 
 
 def _withheld(session: Session, customer: Customer, purpose: Purpose) -> str | None:

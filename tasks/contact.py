@@ -1,16 +1,19 @@
 """When and how an email may go to its reader: consent, a customer's contact window and weekly
 limit (which hold non-essential email, never essential), and their language and format."""
 
+import re
 from datetime import UTC, datetime, time, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from improve.errors import InvalidInput, NotFound
 from improve.settings import settings
-from models import Customer, OutboxEmail, OutboxStatus
+from models import ContactFormat, Customer, OutboxEmail, OutboxStatus
 from tasks.consent import consent_withheld
-from tasks.mail import ESSENTIAL, Reader, customer_of, reader_for
+from tasks.mail import ESSENTIAL, LANGUAGES, Reader, customer_of, reader_for
 
 WEEK = timedelta(days=7)
 
@@ -156,3 +159,82 @@ def verdict(*, session: Session, row: OutboxEmail, now: datetime) -> Verdict:
     return Verdict(
         reader, hold=held_until(session=session, customer=customer, template=row.template, now=now)
     )
+
+
+# --- changing a customer's preferences -------------------------------------------------------
+
+
+class CustomerNotFound(NotFound):
+    def __init__(self, email: str) -> None:
+        super().__init__("customer", email)
+
+
+_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d\d)\s*[-–]\s*(\d{1,2}):(\d\d)\s*$")
+
+
+def parse_window(text: str) -> tuple[time | None, time | None]:
+    """A window as people write it, "09:00-17:00" (or "22:00-06:00", across midnight), as
+    (from, until); "any" for no window."""
+    if text.strip().lower() in {"any", "none", ""}:
+        return None, None
+    match = _WINDOW.match(text)
+    try:
+        if match is None:
+            raise ValueError
+        h1, m1, h2, m2 = (int(part) for part in match.groups())
+        return time(h1, m1), time(h2, m2)
+    except ValueError:
+        raise InvalidInput(
+            {"window": f"{text!r} is not a window like 09:00-17:00 (or 'any' for none)"}
+        ) from None
+
+
+def set_contact_preferences(
+    *,
+    session: Session,
+    email: str,
+    language: str | None = None,
+    contact_format: ContactFormat | str | None = None,
+    window: str | None = None,
+    weekly_limit: int | None = None,
+    no_weekly_limit: bool = False,
+) -> Customer:
+    """Change how a customer is written to; what is not given stays. The caller commits.
+
+    Mail already waiting follows the change, since the sender reads preferences when it sends.
+    """
+    customer = session.exec(
+        select(Customer).where(func.lower(col(Customer.email)) == email.strip().lower())
+    ).first()
+    if customer is None:
+        raise CustomerNotFound(email)
+    errors: dict[str, str] = {}
+    if language is not None:
+        if language.strip().lower() not in LANGUAGES:
+            errors["language"] = f"{language!r}: we write in {' or '.join(LANGUAGES)}"
+        else:
+            customer.language = language.strip().lower()
+    if contact_format is not None:
+        try:
+            customer.contact_format = ContactFormat(contact_format)
+        except ValueError:
+            errors["format"] = f"{contact_format!r}: html or text"
+    if window is not None:
+        try:
+            customer.contact_from, customer.contact_until = parse_window(window)
+        except InvalidInput as exc:
+            errors.update(exc.errors)
+    if weekly_limit is not None and no_weekly_limit:
+        errors["weekly_limit"] = "give a number or say there is no limit, not both"
+    elif weekly_limit is not None:
+        if not 0 <= weekly_limit <= 100:
+            errors["weekly_limit"] = f"{weekly_limit}: from 0 (none) to 100 a week"
+        else:
+            customer.weekly_limit = weekly_limit
+    elif no_weekly_limit:
+        customer.weekly_limit = None
+    if errors:
+        raise InvalidInput(errors)
+    session.add(customer)
+    session.flush()
+    return customer
