@@ -51,7 +51,11 @@ def test_automatic_steps_wait_their_turn_then_tell_each_consenting_customer_once
         f"http://127.0.0.1:8000/unsubscribe/{html_fan.id}/improvement_updates/"
     )
     # Mid-plan nothing is achieved yet: the estimate is said as an expectation, not listed.
-    summary = by_recipient[html_fan.email]["summary"]
+    summary = by_recipient[html_fan.email]["summary"]["en"]
+    assert (
+        "Tua 12,000 o ddalennau papur bob blwyddyn"
+        in (by_recipient[html_fan.email]["summary"]["cy"])
+    )
     assert by_recipient[html_fan.email]["impact_lines"] == []
     assert "statements come by email rather than by post" in summary
     assert "We expect about 12,000 sheets of paper a year." in summary
@@ -89,7 +93,7 @@ def test_a_customer_update_goes_out_as_soon_as_the_plan_starts(session: Session)
     [notice] = outbox(session, "customer_notice")
     assert notice.recipient == customer.email
     assert notice.idempotency_key == f"step:{items[0].id}:customer:{customer.id}"
-    assert "The engineer visit is booked for Thursday." in notice.context["summary"]
+    assert "The engineer visit is booked for Thursday." in notice.context["summary"]["en"]
 
 
 def test_partners_hear_of_the_change_once(session: Session) -> None:
