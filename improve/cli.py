@@ -369,7 +369,7 @@ def customer_set(
     """Change how a customer is written to; emails already waiting follow the change."""
     from models import Purpose
     from tasks.consent import record_consent
-    from tasks.contact import set_contact_preferences
+    from tasks.contact import customer_by_email, set_contact_preferences
 
     said: list[tuple[Purpose, bool]] = []
     for item in consent or []:
@@ -383,8 +383,10 @@ def customer_set(
             )
     try:
         with session_scope() as session:
+            found = customer_by_email(session=session, email=email)
+            assert found.id is not None
             customer = set_contact_preferences(
-                session=session, email=email, language=language, contact_format=format,
+                session=session, customer_id=found.id, language=language, contact_format=format,
                 window=window, weekly_limit=weekly_limit, no_weekly_limit=no_weekly_limit,
             )  # fmt: skip
             for purpose, granted in said:

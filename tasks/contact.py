@@ -189,10 +189,20 @@ def parse_window(text: str) -> tuple[time | None, time | None]:
         ) from None
 
 
+def customer_by_email(*, session: Session, email: str) -> Customer:
+    """The customer with this email, whatever its case, or CustomerNotFound."""
+    customer = session.exec(
+        select(Customer).where(func.lower(col(Customer.email)) == email.strip().lower())
+    ).first()
+    if customer is None:
+        raise CustomerNotFound(email)
+    return customer
+
+
 def set_contact_preferences(
     *,
     session: Session,
-    email: str,
+    customer_id: int,
     language: str | None = None,
     contact_format: ContactFormat | str | None = None,
     window: str | None = None,
@@ -203,11 +213,9 @@ def set_contact_preferences(
 
     Mail already waiting follows the change, since the sender reads preferences when it sends.
     """
-    customer = session.exec(
-        select(Customer).where(func.lower(col(Customer.email)) == email.strip().lower())
-    ).first()
+    customer = session.get(Customer, customer_id)
     if customer is None:
-        raise CustomerNotFound(email)
+        raise CustomerNotFound(f"#{customer_id}")
     errors: dict[str, str] = {}
     if language is not None:
         if language.strip().lower() not in LANGUAGES:
