@@ -300,3 +300,23 @@ async def test_customer_notices_offer_one_click_unsubscribe_approval_requests_ne
     assert request.message["List-Unsubscribe"] is None
     assert request.message["List-Unsubscribe-Post"] is None
     assert "unsubscribe" not in request.text.lower()
+
+
+def test_every_customer_email_is_written_in_welsh_too() -> None:
+    """A customer email is one built on _customer.*; each has its Welsh pair on _customer.cy.*,
+    so a template added later without its translation fails here, not in a Welsh inbox."""
+    from tasks.mail import TEMPLATES, template_names
+
+    customer_emails = sorted(
+        path.name.removesuffix(".html")
+        for path in TEMPLATES.glob("*.html")
+        if path.name.count(".") == 1 and '{% extends "_customer.html" %}' in path.read_text()
+    )
+    assert "customer_notice" in customer_emails
+    for name in customer_emails:
+        assert template_names(name, "cy") == (f"{name}.cy.txt", f"{name}.cy.html"), name
+        for ext in ("txt", "html"):
+            assert f'{{% extends "_customer.cy.{ext}" %}}' in (
+                (TEMPLATES / f"{name}.cy.{ext}").read_text()
+            ), name
+        assert '{% extends "_customer.txt" %}' in (TEMPLATES / f"{name}.txt").read_text()
