@@ -7,6 +7,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from improve import events
@@ -303,6 +304,100 @@ def up(
     from improve.stack import up as run_stack
 
     run_stack(demo=demo, web_port=web_port, prefect_port=prefect_port, smtp_port=smtp_port)
+
+
+# --- customers -----------------------------------------------------------------------------------
+
+customer_app = typer.Typer(help="Customers: how and when they are written to, and what about.")
+app.add_typer(customer_app, name="customer")
+
+
+def _show_customer(email: str) -> None:
+    from models import Customer, CustomerConsent
+    from tasks.contact import window_text
+
+    with Session(get_engine()) as session:
+        customer = session.exec(
+            select(Customer).where(func.lower(Customer.email) == email.strip().lower())
+        ).first()
+        if customer is None:
+            fail(f"no customer has the email {email!r}")
+        consents = session.exec(
+            select(CustomerConsent).where(CustomerConsent.customer_id == customer.id)
+        ).all()
+        limit = "none" if customer.weekly_limit is None else str(customer.weekly_limit)
+        console.print(f"[bold]{customer.name}[/] <{customer.email}>")
+        console.print(
+            f"  language {customer.language}, {customer.contact_format}, "
+            f"non-urgent email {window_text(customer)}, weekly limit {limit}"
+        )
+        for consent in sorted(consents, key=lambda c: c.purpose):
+            said = "yes" if consent.granted else "no"
+            console.print(
+                f"  {consent.purpose}: {said} ({consent.channel}, {consent.changed_at:%Y-%m-%d})"
+            )
+
+
+@customer_app.command("show")
+def customer_show(email: Annotated[str, typer.Argument(help="The customer's email.")]) -> None:
+    """A customer's preferences and their yes or no to each purpose."""
+    _show_customer(email)
+
+
+@customer_app.command("set")
+def customer_set(
+    email: Annotated[str, typer.Argument(help="The customer's email.")],
+    language: Annotated[str | None, typer.Option(help="en or cy.")] = None,
+    format: Annotated[  # noqa: A002  (the option reads best as --format)
+        str | None, typer.Option("--format", help="html or text.")
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(help="When non-urgent email may arrive, e.g. 09:00-17:00; 'any' for always."),
+    ] = None,
+    weekly_limit: Annotated[
+        int | None, typer.Option(help="Most non-essential emails in any seven days.")
+    ] = None,
+    no_weekly_limit: Annotated[
+        bool, typer.Option("--no-weekly-limit", help="Take the weekly limit away.")
+    ] = False,
+    consent: Annotated[
+        list[str] | None,
+        typer.Option(help="PURPOSE=yes or PURPOSE=no, as the customer told you; repeatable."),
+    ] = None,
+) -> None:
+    """Change how a customer is written to; emails already waiting follow the change."""
+    from models import Purpose
+    from tasks.consent import record_consent
+    from tasks.contact import customer_by_email, set_contact_preferences
+
+    said: list[tuple[Purpose, bool]] = []
+    for item in consent or []:
+        purpose, _, answer = item.partition("=")
+        try:
+            said.append((Purpose(purpose.strip()), {"yes": True, "no": False}[answer.strip()]))
+        except (ValueError, KeyError):
+            fail(
+                f"--consent {item!r}: say PURPOSE=yes or PURPOSE=no, the purpose one of "
+                + ", ".join(p.value for p in Purpose)
+            )
+    try:
+        with session_scope() as session:
+            found = customer_by_email(session=session, email=email)
+            assert found.id is not None
+            customer = set_contact_preferences(
+                session=session, customer_id=found.id, language=language, contact_format=format,
+                window=window, weekly_limit=weekly_limit, no_weekly_limit=no_weekly_limit,
+            )  # fmt: skip
+            for purpose, granted in said:
+                record_consent(
+                    session=session, customer=customer, purpose=purpose, granted=granted,
+                    channel="cli",
+                )  # fmt: skip
+            stored = customer.email
+    except ImproveError as exc:
+        fail(str(exc))
+    _show_customer(stored)
 
 
 # --- action items ------------------------------------------------------------------------------

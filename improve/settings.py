@@ -5,8 +5,9 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Once the default of this project, now refused everywhere: it is public, so it signs nothing.
@@ -101,6 +102,18 @@ class Settings(BaseSettings):
     outbox_backoff_seconds: list[float] = Field(
         [30, 120, 600, 1800, 3600], description="Delay before each retry of a deferred email."
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        # Refused at start, not first met by the sender holding a customer's email.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"IMPROVE_TIMEZONE {value!r} is not a time zone; use a name like Europe/London"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _refuse_weak_settings(self) -> "Settings":

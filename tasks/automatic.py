@@ -20,6 +20,7 @@ from tasks.impact import (
     queue_partner_notices,
 )
 from tasks.lifecycle import get_improvement
+from tasks.mail import translations
 from tasks.planning import action_items
 
 AUTOMATIC = "automatic step"  # completed_by of a step a task carried out
@@ -76,12 +77,13 @@ def _switch_to_estatements(session: Session, item: ActionItem, improvement: Impr
     return note
 
 
-def _expectation(improvement: Improvement) -> str:
+def _expectation(improvement: Improvement, language: str = "en") -> str:
     """The estimate as one sentence: mid-plan nothing is achieved yet, so it is not listed."""
-    lines = impact_lines(improvement)
+    lines = impact_lines(improvement, language)
     if not lines:
         return ""
-    return "We expect " + "; ".join(line[0].lower() + line[1:] for line in lines) + "."
+    we_expect = {"en": "We expect ", "cy": "Rydym yn disgwyl "}[language]
+    return we_expect + "; ".join(line[0].lower() + line[1:] for line in lines) + "."
 
 
 def _switched_to_estatements(session: Session, improvement_id: int) -> bool:
@@ -99,25 +101,41 @@ def _switched_to_estatements(session: Session, improvement_id: int) -> bool:
 
 def _notify_customers(session: Session, item: ActionItem, improvement: Improvement) -> str:
     assert improvement.id is not None
-    parts = [f"We have made a change to how we serve you: “{improvement.title}”."]
+    # Each customer reads it in their own language; the description stays in the words it was
+    # written in (a colleague's, not ours to translate).
+    en = [f"We have made a change to how we serve you: “{improvement.title}”."]
+    cy = [f"Rydym wedi gwneud newid i'r ffordd rydym yn eich gwasanaethu: “{improvement.title}”."]
     if _switched_to_estatements(session, improvement.id):
         # Only customers who hear this were switched (see _switch_to_estatements).
-        parts.append(
+        en.append(
             "From now on your statements come by email rather than by post. If you would rather "
             "keep paper statements, reply to this email and we will switch you back."
         )
+        cy.append(
+            "O hyn ymlaen bydd eich datganiadau'n dod drwy e-bost yn hytrach na drwy'r post. Os "
+            "byddai'n well gennych gadw datganiadau papur, atebwch yr e-bost hwn a byddwn yn eich "
+            "newid yn ôl."
+        )
     else:
-        parts.append(_short(improvement))
-    parts.append(_expectation(improvement))
-    return _tell(session, item, improvement, " ".join(p for p in parts if p))
+        en.append(_short(improvement))
+        cy.append(_short(improvement))
+    en.append(_expectation(improvement))
+    cy.append(_expectation(improvement, "cy"))
+    summary = translations(en=" ".join(p for p in en if p), cy=" ".join(p for p in cy if p))
+    return _tell(session, item, improvement, summary)
 
 
 def _send_customer_update(session: Session, item: ActionItem, improvement: Improvement) -> str:
-    summary = f"An update from us: “{improvement.title}”. {_short(improvement)}"
-    return _tell(session, item, improvement, summary.strip())
+    summary = translations(
+        en=f"An update from us: “{improvement.title}”. {_short(improvement)}".strip(),
+        cy=f"Diweddariad gennym: “{improvement.title}”. {_short(improvement)}".strip(),
+    )
+    return _tell(session, item, improvement, summary)
 
 
-def _tell(session: Session, item: ActionItem, improvement: Improvement, summary: str) -> str:
+def _tell(
+    session: Session, item: ActionItem, improvement: Improvement, summary: dict[str, str]
+) -> str:
     counts = queue_customer_notices(
         session=session,
         improvement=improvement,

@@ -1,9 +1,11 @@
-"""Customer consent per purpose: signed unsubscribe links, opting out, and asking before writing."""
+"""Customer consent per purpose: queueing an email to a customer with its purpose and unsubscribe
+link, signed unsubscribe links, opting out, and asking before writing."""
 
 import base64
 import hashlib
 import hmac
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -12,13 +14,70 @@ from improve.errors import LinkRefused
 from improve.settings import settings
 from models import Customer, CustomerConsent, OutboxEmail, OutboxStatus, Purpose
 from models.db import utcnow
+from tasks.mail import CUSTOMER_ID, ESSENTIAL, PURPOSE, customer_of, queue_email
 
-# The templates that write to a customer for each purpose: an opt-out also stops those still queued.
-TEMPLATES_FOR: dict[Purpose, tuple[str, ...]] = {
-    Purpose.improvement_updates: ("customer_notice",),
-    Purpose.policy_news: (),
-    Purpose.invitations: (),
-}
+# The purpose of a customer_notice queued before rows carried their purpose (queue_customer_email
+# writes it into the row): outbox rows can wait, so rows from before the change still say why.
+_PURPOSE_BEFORE_ROWS_SAID = {"customer_notice": Purpose.improvement_updates}
+
+
+def queue_customer_email(
+    *,
+    session: Session,
+    key: str,
+    customer: Customer,
+    template: str,
+    context: dict[str, Any],
+    purpose: Purpose | None,
+    links: dict[str, str] | None = None,
+    improvement_id: int | None = None,
+) -> OutboxEmail:
+    """Queue an email to a customer so that it follows their preferences; the caller commits.
+
+    The one way to write to a customer. A non-essential template (not in tasks.mail.ESSENTIAL)
+    needs the `purpose` the customer consents to: the row records it, and carries the signed
+    one-click unsubscribe link for it (header and footer). An essential one takes `purpose=None`:
+    it needs no consent and offers no way out. Language, HTML or plain text, the contact window and
+    the weekly limit are not fixed here: the sender reads them from the customer when it sends, so
+    a preference changed while the email waits is honoured. A template should extend
+    `_customer.html`/`_customer.txt` (and their `.cy` twins), which carry greeting and footer.
+    """
+    assert customer.id is not None
+    essential = template in ESSENTIAL
+    if purpose is None and not essential:
+        raise ValueError(
+            f"{template} is not essential, so it needs the purpose {customer.name} consents to"
+        )
+    if purpose is not None and essential:
+        raise ValueError(f"{template} is essential: it needs no consent, so give no purpose")
+    context = {"customer_name": customer.name, **context, CUSTOMER_ID: customer.id}
+    links = dict(links or {})
+    if purpose is not None:
+        context[PURPOSE] = Purpose(purpose).value
+        links["unsubscribe_url"] = unsubscribe_url(customer.id, purpose)
+    return queue_email(
+        session=session,
+        key=key,
+        to=customer.email,
+        template=template,
+        context=context,
+        links=links or None,
+        improvement_id=improvement_id,
+    )
+
+
+def purpose_of(row: OutboxEmail) -> Purpose | None:
+    """The purpose a queued email serves (what the customer must agree to), or None if it names
+    none: an essential email, or one queued without queue_customer_email."""
+    if row.template in ESSENTIAL:
+        return None
+    named = (row.context or {}).get(PURPOSE)
+    if named is None:
+        return _PURPOSE_BEFORE_ROWS_SAID.get(row.template)
+    try:
+        return Purpose(named)
+    except ValueError:
+        return None
 
 
 def _signature(customer_id: int, purpose: Purpose) -> str:
@@ -60,33 +119,38 @@ def opt_out(*, session: Session, customer_id: int, purpose: Purpose | str, token
     if customer is None:
         raise refused
 
+    record_consent(
+        session=session, customer=customer, purpose=purpose, granted=False, channel="email"
+    )
+    return customer
+
+
+def record_consent(
+    *, session: Session, customer: Customer, purpose: Purpose | str, granted: bool, channel: str
+) -> CustomerConsent:
+    """Record a customer's yes or no to one purpose, and how they said it; the caller commits.
+
+    Saying the same again keeps the date they first said it. A no also stops the emails for that
+    purpose still waiting to go (held ones too): they must not go out after it.
+    """
+    purpose = Purpose(purpose)
     consent = session.exec(
         select(CustomerConsent).where(
-            CustomerConsent.customer_id == customer_id, CustomerConsent.purpose == purpose
+            CustomerConsent.customer_id == customer.id, CustomerConsent.purpose == purpose
         )
     ).first()
-    now = utcnow()
     if consent is None:
-        session.add(
-            CustomerConsent(
-                customer_id=customer_id,
-                purpose=purpose,
-                granted=False,
-                channel="email",
-                changed_at=now,
-            )
+        assert customer.id is not None
+        consent = CustomerConsent(
+            customer_id=customer.id, purpose=purpose, granted=granted, channel=channel
         )
-    elif consent.granted:
-        consent.granted = False
-        consent.channel = "email"
-        consent.changed_at = now
-        session.add(consent)
-    # else: already opted out; keep the original date of the refusal.
+    elif consent.granted != granted:
+        consent.granted, consent.channel, consent.changed_at = granted, channel, utcnow()
+    session.add(consent)
     session.flush()
-
-    # Notices queued before the opt-out but not yet sent must not go out after it.
-    skip_withheld_notices(session=session, customer=customer, purpose=purpose)
-    return customer
+    if not granted:
+        skip_withheld_notices(session=session, customer=customer, purpose=purpose)
+    return consent
 
 
 def _withheld(session: Session, customer: Customer, purpose: Purpose) -> str | None:
@@ -104,43 +168,52 @@ def _withheld(session: Session, customer: Customer, purpose: Purpose) -> str | N
     return f"skipped: {customer.name} withdrew consent to {what} on {consent.changed_at:%Y-%m-%d}"
 
 
-def consent_withheld(*, session: Session, recipient: str, template: str) -> str | None:
-    """Why this email must not be sent to `recipient` now, or None when it may be.
+def consent_withheld(*, session: Session, row: OutboxEmail) -> str | None:
+    """Why this email must not be sent now, or None when it may be.
 
-    The one consent rule for the outbox: a template of TEMPLATES_FOR goes to a customer only while
-    they agree to its purpose. It is checked when the email is sent, not only when it is queued.
-    An address that is no customer's (a colleague's thank-you reuses customer_notice) needs none.
+    The one consent rule for the outbox, asked when the email is sent, not only when it is queued:
+    a non-essential email goes to a customer only while they agree to its purpose, and one that
+    names no purpose (queued without queue_customer_email) cannot show their agreement, so it is
+    not sent either. Essential email, and email to anyone who is no customer (a colleague's
+    thank-you reuses customer_notice), needs none.
     """
-    purposes = [purpose for purpose, templates in TEMPLATES_FOR.items() if template in templates]
-    if not purposes:
+    if row.template in ESSENTIAL:
         return None
-    customer = session.exec(select(Customer).where(Customer.email == recipient)).first()
+    customer = customer_of(session=session, row=row)
     if customer is None:
         return None
-    for purpose in purposes:
-        reason = _withheld(session, customer, purpose)
-        if reason is not None:
-            return reason
-    return None
+    purpose = purpose_of(row)
+    if purpose is None:
+        return (
+            f"skipped: {row.template} to {customer.name} names no purpose they agreed to "
+            "(queue customer email with tasks.consent.queue_customer_email)"
+        )
+    return _withheld(session, customer, purpose)
 
 
 def skip_withheld_notices(*, session: Session, customer: Customer, purpose: Purpose) -> int:
-    """Mark the queued `purpose` notices to a customer who does not agree to it as skipped.
+    """Mark the queued `purpose` emails to a customer who does not agree to it as skipped.
 
-    The same rule as `consent_withheld`, applied at once to every waiting row; a row already being
-    sent is left to its sender, which asks `consent_withheld` itself. Returns how many were skipped.
+    The same rule as `consent_withheld`, applied at once to every waiting row (held ones too); a
+    row already being sent is left to its sender, which asks `consent_withheld` itself. Returns how
+    many were skipped.
     """
-    templates = TEMPLATES_FOR[purpose]
-    reason = _withheld(session, customer, purpose) if templates else None
+    reason = _withheld(session, customer, purpose)
     if reason is None:
         return 0
-    result = session.exec(
-        update(OutboxEmail)
-        .where(
+    waiting = session.exec(
+        select(OutboxEmail).where(
             col(OutboxEmail.recipient) == customer.email,
-            col(OutboxEmail.template).in_(templates),
             col(OutboxEmail.status) == OutboxStatus.queued,
         )
+    ).all()
+    ids = [row.id for row in waiting if purpose_of(row) == purpose]
+    if not ids:
+        return 0
+    # Conditional on still being queued: a row a sender claimed meanwhile is the sender's to settle.
+    result = session.exec(
+        update(OutboxEmail)
+        .where(col(OutboxEmail.id).in_(ids), col(OutboxEmail.status) == OutboxStatus.queued)
         .values(status=OutboxStatus.skipped, last_error=reason)
     )
     return int(result.rowcount)

@@ -12,7 +12,6 @@ from models import (
     ApprovalRequest,
     ApprovalStatus,
     Colleague,
-    ContactFormat,
     Customer,
     Improvement,
     ImprovementCustomer,
@@ -22,9 +21,9 @@ from models import (
     Purpose,
     Status,
 )
-from tasks.consent import consenting_customer_ids, unsubscribe_url
+from tasks.consent import consenting_customer_ids, queue_customer_email
 from tasks.lifecycle import get_improvement
-from tasks.mail import queue_email
+from tasks.mail import queue_email, translations
 
 
 class NotCompleted(ImproveError):
@@ -34,47 +33,55 @@ class NotCompleted(ImproveError):
         super().__init__(f"{reference} is {status}: only a completed improvement is announced")
 
 
-def impact_lines(improvement: Improvement) -> list[str]:
-    """Plain lines for notices, e.g. "About 1,200 kWh of energy a year".
+# How each result reads, by language: (measured wording, estimated wording).
+_WORDING: dict[str, list[tuple[str, str]]] = {
+    "en": [
+        ("{m} saved (measured)", "About {m} saved a year"),
+        ("{n} kWh of energy saved (measured)", "About {n} kWh of energy a year"),
+        ("{n} kg CO2e of emissions avoided (measured)", "About {n} kg CO2e of emissions a year"),
+        (
+            "{n} kg of waste kept out of landfill (measured)",
+            "About {n} kg of waste kept out of landfill a year",
+        ),
+        ("", "About {n} sheets of paper a year"),
+    ],
+    "cy": [
+        ("{m} wedi'i arbed (wedi'i fesur)", "Tua {m} wedi'i arbed bob blwyddyn"),
+        ("{n} kWh o ynni wedi'i arbed (wedi'i fesur)", "Tua {n} kWh o ynni bob blwyddyn"),
+        (
+            "{n} kg CO2e o allyriadau wedi'u hosgoi (wedi'u mesur)",
+            "Tua {n} kg CO2e o allyriadau bob blwyddyn",
+        ),
+        (
+            "{n} kg o wastraff wedi'i gadw o safleoedd tirlenwi (wedi'i fesur)",
+            "Tua {n} kg o wastraff wedi'i gadw o safleoedd tirlenwi bob blwyddyn",
+        ),
+        ("", "Tua {n} o ddalennau papur bob blwyddyn"),
+    ],
+}
+
+
+def impact_lines(improvement: Improvement, language: str = "en") -> list[str]:
+    """Plain lines for notices, e.g. "About 1,200 kWh of energy a year" (or in Welsh, "cy").
 
     A measured result wins over the estimate it replaces; the estimate is shown as one ("About ...
     a year"). Nothing is converted: kg CO2e is what was estimated or measured, never derived here.
     """
     lines: list[str] = []
-    metrics: list[tuple[float | None, float, str, str]] = [
-        # measured, estimated, measured wording, estimated wording
-        (
-            improvement.measured_saving,
-            improvement.annual_saving,
-            "{m} saved (measured)",
-            "About {m} saved a year",
-        ),
-        (
-            improvement.measured_kwh,
-            improvement.kwh,
-            "{n} kWh of energy saved (measured)",
-            "About {n} kWh of energy a year",
-        ),
-        (
-            improvement.measured_kg_co2e,
-            improvement.kg_co2e,
-            "{n} kg CO2e of emissions avoided (measured)",
-            "About {n} kg CO2e of emissions a year",
-        ),
-        (
-            improvement.measured_kg_waste,
-            improvement.kg_waste,
-            "{n} kg of waste kept out of landfill (measured)",
-            "About {n} kg of waste kept out of landfill a year",
-        ),
+    figures: list[tuple[float | None, float | None]] = [
+        (improvement.measured_saving, improvement.annual_saving),
+        (improvement.measured_kwh, improvement.kwh),
+        (improvement.measured_kg_co2e, improvement.kg_co2e),
+        (improvement.measured_kg_waste, improvement.kg_waste),
+        (None, improvement.sheets_paper),  # paper is estimated only
     ]
-    for measured, estimated, measured_text, estimated_text in metrics:
+    for (measured, estimated), (measured_text, estimated_text) in zip(
+        figures, _WORDING[language], strict=True
+    ):
         if measured is not None and measured > 0:
             lines.append(measured_text.format(n=quantity(measured), m=money(measured)))
         elif estimated and estimated > 0:
             lines.append(estimated_text.format(n=quantity(estimated), m=money(estimated)))
-    if improvement.sheets_paper and improvement.sheets_paper > 0:
-        lines.append(f"About {quantity(improvement.sheets_paper)} sheets of paper a year")
     return lines
 
 
@@ -112,12 +119,14 @@ def queue_customer_notices(
     session: Session,
     improvement: Improvement,
     key_prefix: str,
-    summary: str,
+    summary: str | dict[str, str],
     lines: list[str] | None = None,
 ) -> dict[str, int]:
     """A customer_notice to each affected customer who agreed to improvement updates.
 
-    Keys are f"{key_prefix}:customer:{id}"; returns {"customers": notices due, "queued": new rows,
+    `summary` is text, or the same text in each language (tasks.mail.translations); the lines of
+    what it achieved are given in each language unless `lines` says otherwise. Keys are
+    f"{key_prefix}:customer:{id}"; returns {"customers": notices due, "queued": new rows,
     "not_consented": customers left alone}.
     """
     assert improvement.id is not None
@@ -127,7 +136,11 @@ def queue_customer_notices(
         customer_ids=[c.id for c in customers if c.id is not None],
         purpose=Purpose.improvement_updates,
     )
-    lines = impact_lines(improvement) if lines is None else lines
+    achieved: list[str] | dict[str, list[str]] = (
+        translations(en=impact_lines(improvement), cy=impact_lines(improvement, "cy"))
+        if lines is None
+        else lines
+    )
     counts = {"customers": 0, "queued": 0, "not_consented": 0}
     for customer in customers:
         assert customer.id is not None
@@ -139,21 +152,19 @@ def queue_customer_notices(
         if _exists(session, key):
             continue
         context: dict[str, Any] = {
-            "customer_name": customer.name,
             "reference": improvement.reference,
             "title": improvement.title,
             "summary": summary,
-            "impact_lines": lines,
-            # The customer asked for plain text: the sender leaves out the HTML part.
-            "text_only": customer.contact_format == ContactFormat.text,
+            "impact_lines": achieved,
         }
-        queue_email(
+        # Language, plain text, window and weekly limit follow the customer when it is sent.
+        queue_customer_email(
             session=session,
             key=key,
-            to=customer.email,
+            customer=customer,
             template="customer_notice",
             context=context,
-            links={"unsubscribe_url": unsubscribe_url(customer.id, Purpose.improvement_updates)},
+            purpose=Purpose.improvement_updates,
             improvement_id=improvement.id,
         )
         counts["queued"] += 1
@@ -239,9 +250,11 @@ def announce_completion(*, session: Session, improvement_id: int) -> dict[str, i
     if improvement.status != Status.completed:
         raise NotCompleted(improvement.reference, improvement.status)
     prefix = f"notice:{improvement_id}"
-    customer_summary = (
-        f"We have finished “{improvement.title}”, a change that touched the service you receive. "
-        "Thank you for your patience while we made it."
+    customer_summary = translations(
+        en=f"We have finished “{improvement.title}”, a change that touched the service you "
+        "receive. Thank you for your patience while we made it.",
+        cy=f"Rydym wedi gorffen “{improvement.title}”, newid a oedd yn effeithio ar y gwasanaeth "
+        "a gewch. Diolch i chi am eich amynedd tra oeddem yn ei wneud.",
     )
     customers = queue_customer_notices(
         session=session, improvement=improvement, key_prefix=prefix, summary=customer_summary
@@ -272,7 +285,6 @@ def announce_completion(*, session: Session, improvement_id: int) -> dict[str, i
                 f"{partners['partners']} partner(s) what it achieved.",
                 "impact_lines": impact_lines(improvement),
                 "unsubscribe_url": None,  # a note to a colleague about their own work: not optional
-                "text_only": False,
             },
             improvement_id=improvement_id,
         )

@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from improve.formatting import FILTERS, payback_months
 from improve.settings import settings
-from models import OutboxEmail
+from models import ContactFormat, Customer, OutboxEmail
 from models.db import utcnow
 from tasks.links import seal, unseal
 
@@ -26,10 +26,18 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "email"
 
 # The context key under which a row keeps its sealed links until it is sent.
 SEALED = "sealed_links"
-# Emails a person needs in order to do their job: they never offer an unsubscribe header.
+# Emails a person needs in order to do their job: they never offer an unsubscribe header, and to
+# a customer they are never held for a contact window or counted against a weekly limit.
 ESSENTIAL = frozenset(
     {"approval_request", "decision", "action_assigned", "sign_in", "help_request", "help_answer"}
 )
+# The context key under which a customer email keeps the purpose it serves (Purpose.value): the
+# consent it needs and the unsubscribe link it carries. Set by tasks/consent.queue_customer_email.
+PURPOSE = "purpose"
+# The context key naming the customer an email was queued for (when it was).
+CUSTOMER_ID = "customer_id"
+# The languages templates are written in; the first is the one every template has.
+LANGUAGES = ("en", "cy")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 _ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"\\]+@[^@\s<>()\[\],;:\"\\]+")
@@ -119,12 +127,88 @@ class Rendered(NamedTuple):
     html: str
 
 
-def render(template: str, context: dict[str, Any]) -> Rendered:
-    """Render `template`.txt (which sets the subject) and `template`.html with inlined CSS."""
-    module = _env.get_template(f"{template}.txt").make_module(context)
+class Reader(NamedTuple):
+    """How the person an email goes to reads it: in which language, and whether HTML at all."""
+
+    language: str = LANGUAGES[0]
+    text_only: bool = False
+
+
+def language_of(value: str | None) -> str:
+    """One of LANGUAGES for what a customer record says ("cy", "CY", "cy-GB"); English otherwise."""
+    code = re.split(r"[-_]", (value or "").strip().lower(), maxsplit=1)[0]
+    return code if code in LANGUAGES else LANGUAGES[0]
+
+
+def customer_of(*, session: Session, row: OutboxEmail) -> Customer | None:
+    """The customer an email goes to: the one it was queued for, else the one with its address.
+
+    A colleague, a partner or anyone else is no customer: their email has no preferences to follow.
+    """
+    customer_id = (row.context or {}).get(CUSTOMER_ID)
+    if isinstance(customer_id, int):
+        customer = session.get(Customer, customer_id)
+        if customer is not None:
+            return customer
+    return session.exec(select(Customer).where(Customer.email == row.recipient)).first()
+
+
+def reader_for(customer: Customer | None) -> Reader:
+    """The one rule for how an email reads: a customer's language and format, decided when the
+    email is built (so a preference changed while the email waited is honoured); anyone who is no
+    customer reads English with HTML."""
+    if customer is None:
+        return Reader()
+    return Reader(
+        language=language_of(customer.language),
+        text_only=customer.contact_format == ContactFormat.text,
+    )
+
+
+def template_names(template: str, language: str) -> tuple[str, str]:
+    """The .txt and .html files `template` is rendered from in `language`: `name.cy.txt` and
+    `name.cy.html` when both exist, the English pair otherwise (never a mixed pair: the subject
+    comes from the .txt, and must be in the same language as the body)."""
+    if language != LANGUAGES[0]:
+        txt, html = f"{template}.{language}.txt", f"{template}.{language}.html"
+        if (TEMPLATES / txt).is_file() and (TEMPLATES / html).is_file():
+            return txt, html
+    return f"{template}.txt", f"{template}.html"
+
+
+def in_language(context: dict[str, Any], language: str) -> dict[str, Any]:
+    """The context as `language` reads it: a value given in several languages, as a mapping
+    {"en": ..., "cy": ...} (see `translations`), becomes the one for `language`, else English."""
+
+    def pick(value: Any) -> Any:
+        if isinstance(value, dict) and LANGUAGES[0] in value and set(value) <= set(LANGUAGES):
+            return value.get(language, value[LANGUAGES[0]])
+        return value
+
+    return {name: pick(value) for name, value in context.items()}
+
+
+def translations(**by_language: Any) -> dict[str, Any]:
+    """A context value in several languages, e.g. translations(en="About 5 kWh", cy="Tua 5 kWh").
+
+    Text a program writes for a customer (not a person's own words) is given this way, so the
+    email is in one language whichever the customer reads; English is required, as the fallback.
+    """
+    unknown = set(by_language) - set(LANGUAGES)
+    if unknown or LANGUAGES[0] not in by_language:
+        raise ValueError(f"translations need {LANGUAGES[0]!r} and only {LANGUAGES}: {unknown}")
+    return by_language
+
+
+def render(template: str, context: dict[str, Any], language: str = LANGUAGES[0]) -> Rendered:
+    """Render `template`.txt (which sets the subject) and `template`.html with inlined CSS, in
+    `language` where the template is written in it."""
+    txt_name, html_name = template_names(template, language)
+    context = {**in_language(context, language), "language": language}
+    module = _env.get_template(txt_name).make_module(context)
     subject = one_line(getattr(module, "subject", ""))
     text = re.sub(r"\n{3,}", "\n\n", str(module)).strip() + "\n"
-    html = _env.get_template(f"{template}.html").render({**context, "subject": subject})
+    html = _env.get_template(html_name).render({**context, "subject": subject})
     return Rendered(subject, text, _inliner.inline(html))
 
 
@@ -150,10 +234,16 @@ def context_of(row: OutboxEmail) -> dict[str, Any]:
     return context
 
 
-def build_message(row: OutboxEmail) -> EmailMessage:
-    """The email for an outbox row: multipart/alternative, or plain text for those who ask."""
+class MissingUnsubscribe(ValueError):
+    """A non-essential email that offers an unsubscribe header but not the link in its body."""
+
+
+def build_message(row: OutboxEmail, reader: Reader | None = None) -> EmailMessage:
+    """The email for an outbox row as its reader reads it (see `reader_for`): in their language,
+    multipart/alternative, or plain text alone for those who ask."""
+    reader = reader or Reader()
     context = context_of(row)
-    rendered = render(row.template, context)
+    rendered = render(row.template, context, reader.language)
     message = EmailMessage()
     message["From"] = one_line(settings.mail_from)
     message["To"] = recipient_address(row.recipient)
@@ -164,9 +254,18 @@ def build_message(row: OutboxEmail) -> EmailMessage:
     message["X-Improve-Key"] = one_line(row.idempotency_key)
     unsubscribe = _unsubscribe_url(row.template, context)
     if unsubscribe:
+        # Every template, including one added later: a reader whose mail client shows no header
+        # must still find the way out in the email itself.
+        if unsubscribe not in rendered.text or (
+            not reader.text_only and str(escape(unsubscribe)) not in rendered.html
+        ):
+            raise MissingUnsubscribe(
+                f"{row.template} offers an unsubscribe header but its body has no unsubscribe "
+                "link: extend _customer.html / _customer.txt, whose footer carries it"
+            )
         message["List-Unsubscribe"] = f"<{unsubscribe}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(rendered.text)
-    if not context.get("text_only"):
+    if not reader.text_only:
         message.add_alternative(rendered.html, subtype="html")
     return message

@@ -16,7 +16,7 @@ from improve.errors import ImproveError, NotFound
 from improve.settings import settings
 from models import OutboxEmail, OutboxStatus
 from models.db import get_engine, utcnow
-from tasks.consent import consent_withheld
+from tasks.contact import Hold, Verdict, verdict
 from tasks.mail import build_message, recipient_address, without_links
 
 log = logging.getLogger(__name__)
@@ -210,10 +210,22 @@ def _wait_for_relay(row: OutboxEmail, now: datetime, error: RelayUnavailable) ->
     )
 
 
-def _withheld(row: OutboxEmail) -> str | None:
-    """Why this row must not be sent after all (consent withdrawn since it was queued), or None."""
+def _verdict(row: OutboxEmail, now: datetime) -> Verdict:
+    """Whether, when and how this row goes: consent, the reader's window and weekly limit, their
+    language and format (tasks/contact.py), asked as it is sent, not only when it was queued."""
     with Session(get_engine()) as session:
-        return consent_withheld(session=session, recipient=row.recipient, template=row.template)
+        return verdict(session=session, row=row, now=now)
+
+
+def _hold(row: OutboxEmail, hold: Hold) -> None:
+    """Put the row back until its reader will take it: not a failure, so no attempt is used."""
+    _record(
+        row,
+        attempted=False,
+        status=OutboxStatus.queued,
+        next_attempt_at=hold.until,
+        last_error=hold.reason,
+    )
 
 
 async def send_due(
@@ -230,13 +242,17 @@ async def send_due(
             row = _claim(row_id, now)
             if row is None:
                 continue
-            reason = _withheld(row)
-            if reason is not None:
-                _record(row, attempted=False, status=OutboxStatus.skipped, last_error=reason)
+            decided = _verdict(row, now)
+            if decided.skip is not None:
+                _record(row, attempted=False, status=OutboxStatus.skipped, last_error=decided.skip)
                 counts["skipped"] += 1
                 continue
+            if decided.hold is not None:
+                _hold(row, decided.hold)
+                counts["deferred"] += 1
+                continue
             try:
-                message = build_message(row)
+                message = build_message(row, decided.reader)
             except Exception as exc:  # a broken template or address: retrying cannot mend it
                 _record(row, status=OutboxStatus.failed, last_error=f"cannot build: {exc!r}")
                 counts["failed"] += 1

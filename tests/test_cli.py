@@ -124,3 +124,82 @@ def test_outbox_send_delivers_to_the_smtp_server(session: Session, smtp: SmtpSer
     assert row.status == OutboxStatus.sent
     listing = runner.invoke(app, ["outbox", "list"])
     assert "approval_request" in listing.output and "sent" in listing.output
+
+
+def test_customer_set_changes_how_a_waiting_email_is_written(
+    session: Session, smtp: SmtpServer
+) -> None:
+    from datetime import time
+
+    from models import CustomerConsent, Purpose
+    from tasks.consent import queue_customer_email
+    from tests.factories import make_customer
+
+    nia = make_customer(session, "Nia Brown", email="nia@example.com")
+    queue_customer_email(
+        session=session, key="n:1", customer=nia, template="customer_notice",
+        context={"reference": "IMP-1", "title": "Biliau papur"},
+        purpose=Purpose.improvement_updates,
+    )  # fmt: skip
+    session.commit()
+
+    result = runner.invoke(
+        app,
+        ["customer", "set", "NIA@example.com", "--language", "cy", "--format", "text",
+         "--window", "22:00-06:00", "--weekly-limit", "2", "--consent", "policy_news=yes"],
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert "language cy, text, non-urgent email 22:00–06:00 Europe/London" in result.output
+    assert "weekly limit 2" in result.output and "policy_news: yes (cli" in result.output
+    session.expire_all()
+    customer = session.get(Customer, nia.id)
+    assert customer is not None
+    assert (customer.contact_from, customer.contact_until) == (time(22), time(6))
+    assert session.exec(
+        select(CustomerConsent.granted).where(
+            CustomerConsent.customer_id == nia.id, CustomerConsent.purpose == Purpose.policy_news
+        )
+    ).one()
+
+    # Taking the window away lets the waiting notice go now, in Welsh plain text.
+    runner.invoke(app, ["customer", "set", "nia@example.com", "--window", "any"])
+    assert "1 sent" in runner.invoke(app, ["outbox", "send"]).output
+    [received] = smtp.received
+    assert received.subject == "Rydym wedi gwella ein gwasanaeth: Biliau papur"
+    assert received.message.get_content_type() == "text/plain"
+
+    # Saying no by phone stops what waits for that purpose.
+    queue_customer_email(
+        session=session, key="n:2", customer=customer, template="customer_notice",
+        context={"reference": "IMP-2", "title": "Mwy"}, purpose=Purpose.improvement_updates,
+    )  # fmt: skip
+    session.commit()
+    runner.invoke(
+        app, ["customer", "set", "nia@example.com", "--consent", "improvement_updates=no"]
+    )
+    row = session.exec(select(OutboxEmail).where(OutboxEmail.idempotency_key == "n:2")).one()
+    session.refresh(row)
+    assert row.status == OutboxStatus.skipped
+
+
+def test_customer_set_refuses_what_it_cannot_honour_and_changes_nothing(session: Session) -> None:
+    from tests.factories import make_customer
+
+    make_customer(session, "Ruth Ames", email="ruth@example.com")
+    for args, says in [
+        (["--language", "fr"], "we write in en or cy"),
+        (["--window", "9 till 5"], "is not a window like 09:00-17:00"),
+        (["--window", "25:00-06:00"], "is not a window"),
+        (["--format", "pdf"], "html or text"),
+        (["--weekly-limit", "500"], "from 0 (none) to 100"),
+        (["--consent", "everything=yes"], "PURPOSE=yes or PURPOSE=no"),
+    ]:
+        result = runner.invoke(app, ["customer", "set", "ruth@example.com", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert says in " ".join(result.output.split()), (args, result.output)
+    missing = runner.invoke(app, ["customer", "set", "nobody@example.com", "--language", "cy"])
+    assert missing.exit_code == 2 and "customer nobody@example.com not found" in missing.output
+    customer = session.exec(select(Customer)).one()
+    session.refresh(customer)
+    assert (customer.language, customer.contact_from, customer.weekly_limit) == ("en", None, None)

@@ -2,12 +2,12 @@
 
 from collections.abc import Callable, Coroutine
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, field_validator
 from sqlalchemy import func
 from sqlmodel import Session, select
 from starlette.exceptions import HTTPException
@@ -17,19 +17,27 @@ from starlette.types import Receive, Scope, Send
 
 from improve.settings import settings
 from models import (
+    Access,
     ActionStatus,
     ApprovalStatus,
     Category,
     Channel,
+    Colleague,
+    ContactFormat,
+    Customer,
+    CustomerConsent,
     Improvement,
     ImprovementCreate,
     ImprovementPublic,
+    Purpose,
     Status,
 )
 from models.db import MAX_INT, get_engine
 from models.idempotency import MAX_KEY_LENGTH
+from tasks.consent import record_consent
+from tasks.contact import CustomerNotFound, set_contact_preferences, window_text
 from tasks.lifecycle import get_improvement
-from web.auth import Staff
+from web.auth import Staff, require
 from web.forms import Id
 from web.views import improvement_view, submit
 
@@ -335,3 +343,103 @@ def read_improvement(improvement_id: Id) -> ImprovementDetail:
                 partner_ids=[p.id for p in view.partners],
             )
         )
+
+
+# --- customers' preferences ----------------------------------------------------------------------
+
+
+class CustomerPreferences(BaseModel):
+    """How and when a customer is written to, and their yes or no to each purpose."""
+
+    id: int
+    name: str
+    language: str = Field(description="en or cy: the language of their emails.")
+    contact_format: ContactFormat = Field(description="html, or text for plain text only.")
+    window: str = Field(description='When non-urgent email may arrive, e.g. "09:00–17:00 …".')
+    weekly_limit: int | None = Field(description="Most non-essential emails in any seven days.")
+    consents: dict[Purpose, bool] = Field(description="Their yes or no to each purpose.")
+
+
+class CustomerPreferencesChange(BaseModel):
+    """What to change; a field left out stays as it is (weekly_limit null takes the limit away)."""
+
+    language: Literal["en", "cy"] | None = Field(None, description="en or cy.")
+    contact_format: ContactFormat | None = None
+    window: str | None = Field(
+        None,
+        pattern=r"^(any|([01]?\d|2[0-3]):[0-5]\d-([01]?\d|2[0-3]):[0-5]\d)$",
+        description='"09:00-17:00" (or "22:00-06:00", across midnight), or "any" for none.',
+    )
+    weekly_limit: int | None = Field(None, ge=0, le=100)
+    consents: dict[Purpose, StrictBool] = Field(
+        default_factory=dict, description="As the customer told you: recorded with channel api."
+    )
+
+    @field_validator("weekly_limit", mode="before")
+    @classmethod
+    def _a_number(cls, value: object) -> object:
+        # JSON's true and "2" are no numbers, though pydantic would read them as 1 and 2 (as
+        # ImprovementCreate refuses them too).
+        if isinstance(value, bool | str):
+            raise ValueError("must be a number")
+        return value
+
+
+def _preferences(session: Session, customer_id: int) -> CustomerPreferences:
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise CustomerNotFound(f"#{customer_id}")
+    consents = session.exec(
+        select(CustomerConsent).where(CustomerConsent.customer_id == customer_id)
+    ).all()
+    return CustomerPreferences(
+        id=customer_id,
+        name=customer.name,
+        language=customer.language,
+        contact_format=customer.contact_format,
+        window=window_text(customer),
+        weekly_limit=customer.weekly_limit,
+        consents={Purpose(c.purpose): c.granted for c in consents},
+    )
+
+
+OPERATIONS = Annotated[Colleague, Depends(require(Access.operations))]
+
+
+@router.get(
+    "/customers/{customer_id}/preferences",
+    response_model=CustomerPreferences,
+    responses={403: ERRORS[403], 404: _error("No such customer.")},
+)
+def read_customer_preferences(customer_id: Id, colleague: OPERATIONS) -> CustomerPreferences:
+    """A customer's preferences and consents (operations and admins: contact details)."""
+    with Session(get_engine()) as session:
+        return _preferences(session, customer_id)
+
+
+@router.patch(
+    "/customers/{customer_id}/preferences",
+    response_model=CustomerPreferences,
+    responses={403: ERRORS[403], 404: _error("No such customer.")},
+)
+def change_customer_preferences(
+    customer_id: Id, change: CustomerPreferencesChange, colleague: OPERATIONS
+) -> CustomerPreferences:
+    """Change how a customer is written to; emails already waiting follow the change."""
+    with Session(get_engine()) as session:
+        customer = set_contact_preferences(
+            session=session,
+            customer_id=customer_id,
+            language=change.language,
+            contact_format=change.contact_format,
+            window=change.window,
+            weekly_limit=change.weekly_limit,
+            no_weekly_limit="weekly_limit" in change.model_fields_set
+            and change.weekly_limit is None,
+        )
+        for purpose, granted in change.consents.items():
+            record_consent(
+                session=session, customer=customer, purpose=purpose, granted=granted, channel="api"
+            )
+        session.commit()
+        return _preferences(session, customer_id)

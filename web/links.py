@@ -31,6 +31,7 @@ from tasks.decisions import record_decision
 from tasks.help import answer_help, subject_of
 from tasks.lifecycle import get_improvement
 from tasks.links import check_action_link, check_approval_link, check_help_link
+from tasks.mail import reader_for
 from tasks.planning import complete_action
 from tasks.routing import levels_for
 from web.forms import Id, parse_amount
@@ -315,6 +316,14 @@ def _tampered() -> LinkRefused:
     )
 
 
+# What each purpose is called on the unsubscribe page, in each language customers read.
+PURPOSE_TEXT_CY = {
+    Purpose.improvement_updates: "diweddariadau am welliannau i'r gwasanaeth a gewch",
+    Purpose.policy_news: "newyddion am ein polisïau amgylcheddol a gwasanaeth cwsmeriaid",
+    Purpose.invitations: "gwahoddiadau i gymryd rhan yn ein mentrau",
+}
+
+
 def _check_unsubscribe(session: Session, customer_id: Id, purpose: str, token: str) -> Purpose:
     # Same refusal for a bad purpose, a bad signature or an unknown customer (as opt_out does):
     # the link must not tell a stranger who our customers are.
@@ -328,28 +337,31 @@ def _check_unsubscribe(session: Session, customer_id: Id, purpose: str, token: s
     return wanted
 
 
+def _unsubscribe_page(
+    request: Request, customer: Customer | None, purpose: Purpose, done: bool
+) -> HTMLResponse:
+    """The page in the language the customer's emails are in (the same rule, tasks.mail)."""
+    welsh = reader_for(customer).language == "cy"
+    return page(
+        request,
+        "unsubscribe.cy.html" if welsh else "unsubscribe.html",
+        {"purpose_text": (PURPOSE_TEXT_CY if welsh else PURPOSE_TEXT)[purpose], "done": done},
+        private=True,
+    )
+
+
 @router.api_route("/unsubscribe/{customer_id}/{purpose}/{token}", methods=["GET", "HEAD"])
 def show_unsubscribe(request: Request, customer_id: Id, purpose: str, token: str) -> HTMLResponse:
     """Ask to confirm; changes nothing (mail scanners open links)."""
     with Session(get_engine()) as session:
         wanted = _check_unsubscribe(session, customer_id, purpose, token)
-    return page(
-        request,
-        "unsubscribe.html",
-        {"purpose_text": PURPOSE_TEXT[wanted], "done": False},
-        private=True,
-    )
+        return _unsubscribe_page(request, session.get(Customer, customer_id), wanted, done=False)
 
 
 @router.post("/unsubscribe/{customer_id}/{purpose}/{token}")
 def unsubscribe(request: Request, customer_id: Id, purpose: str, token: str) -> HTMLResponse:
     """Opt out: from the confirm page, or a mail client's RFC 8058 one-click POST."""
     with Session(get_engine()) as session:
-        opt_out(session=session, customer_id=customer_id, purpose=purpose, token=token)
+        customer = opt_out(session=session, customer_id=customer_id, purpose=purpose, token=token)
         session.commit()
-    return page(
-        request,
-        "unsubscribe.html",
-        {"purpose_text": PURPOSE_TEXT[Purpose(purpose)], "done": True},
-        private=True,
-    )
+        return _unsubscribe_page(request, customer, Purpose(purpose), done=True)

@@ -92,10 +92,11 @@ async def test_from_submission_to_measured_result(
     kim = make_customer(session, "Kim Keen")
     pat = make_customer(session, "Pat Plain", contact_format=ContactFormat.text)
     quinn = make_customer(session, "Quinn Quiet", consents=(Purpose.policy_news,))
+    nia = make_customer(session, "Nia Nant", language="cy")
     printer = make_partner(session, "Print & Post Ltd", contact_name="Jo Printer")
 
     improvement_id = submit(
-        web, sam, customer_emails=[kim.email, pat.email, quinn.email],
+        web, sam, customer_emails=[kim.email, pat.email, quinn.email, nia.email],
         partner_emails=[printer.email],
     )  # fmt: skip
 
@@ -136,6 +137,7 @@ async def test_from_submission_to_measured_result(
     detail = await wait_for_status(web, improvement_id, "completed")
     await wait_for_mail(smtp, kim.email, count=2)
     await wait_for_mail(smtp, pat.email, count=2)
+    await wait_for_mail(smtp, nia.email, count=2)
     await wait_for_mail(smtp, printer.email, count=2)
     await wait_for_mail(smtp, sam.email, "complete")
 
@@ -151,6 +153,12 @@ async def test_from_submission_to_measured_result(
     assert {a["status"] for a in detail["actions"]} == {"done"}
     assert mail_to(smtp, quinn.email) == []  # no consent to improvement updates
     assert all(m.message.get_content_type() == "text/plain" for m in mail_to(smtp, pat.email))
+    # The Welsh reader hears both times in Welsh, footer and all.
+    for welsh in mail_to(smtp, nia.email):
+        # (.strip(): a long subject may be folded whole onto the next line, which is legitimate)
+        assert welsh.subject.strip().startswith("Rydym wedi gwella ein gwasanaeth: Paperless")
+        assert "Annwyl Nia Nant" in welsh.text and "Gwasanaeth Cwsmeriaid" in welsh.text
+        assert welsh.message["List-Unsubscribe"]
     assert all(m.message["List-Unsubscribe"] for m in mail_to(smtp, kim.email))
     assert not any(m.message["List-Unsubscribe"] for m in mail_to(smtp, alex.email))
     assert_each_email_once(smtp)

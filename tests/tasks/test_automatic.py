@@ -45,13 +45,15 @@ def test_automatic_steps_wait_their_turn_then_tell_each_consenting_customer_once
     assert sorted(n.recipient for n in notices) == sorted([html_fan.email, plain.email])
     by_email = {n.recipient: n for n in notices}
     by_recipient = {n.recipient: n.context for n in notices}
-    assert by_recipient[plain.email]["text_only"] is True
-    assert by_recipient[html_fan.email]["text_only"] is False
+    # Format and language are the customer's, read when each is sent; the purpose is the row's.
+    assert {c["purpose"] for c in by_recipient.values()} == {"improvement_updates"}
     assert link_in(by_email[html_fan.email], "unsubscribe_url").startswith(
         f"http://127.0.0.1:8000/unsubscribe/{html_fan.id}/improvement_updates/"
     )
     # Mid-plan nothing is achieved yet: the estimate is said as an expectation, not listed.
-    summary = by_recipient[html_fan.email]["summary"]
+    summary = by_recipient[html_fan.email]["summary"]["en"]
+    welsh = by_recipient[html_fan.email]["summary"]["cy"]
+    assert "Rydym yn disgwyl tua 12,000 o ddalennau papur bob blwyddyn." in welsh
     assert by_recipient[html_fan.email]["impact_lines"] == []
     assert "statements come by email rather than by post" in summary
     assert "We expect about 12,000 sheets of paper a year." in summary
@@ -89,7 +91,7 @@ def test_a_customer_update_goes_out_as_soon_as_the_plan_starts(session: Session)
     [notice] = outbox(session, "customer_notice")
     assert notice.recipient == customer.email
     assert notice.idempotency_key == f"step:{items[0].id}:customer:{customer.id}"
-    assert "The engineer visit is booked for Thursday." in notice.context["summary"]
+    assert "The engineer visit is booked for Thursday." in notice.context["summary"]["en"]
 
 
 def test_partners_hear_of_the_change_once(session: Session) -> None:

@@ -132,9 +132,7 @@ def test_an_opt_out_stops_the_notices_still_waiting_to_go(session: Session) -> N
         f"skipped: {customer.name} withdrew consent to improvement updates on {utcnow():%Y-%m-%d}"
     )
     # The same rule, and the same words, as the sender's check when it sends.
-    assert rows["n1"].last_error == consent_withheld(
-        session=session, recipient=customer.email, template="customer_notice"
-    )
+    assert rows["n1"].last_error == consent_withheld(session=session, row=rows["n1"])
     assert rows["a1"].status == OutboxStatus.queued
 
 

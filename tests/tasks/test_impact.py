@@ -99,10 +99,16 @@ def test_completion_is_told_to_consenting_customers_partners_and_the_submitter_o
     ruth = rows[f"{prefix}:customer:{html_fan.id}"]
     assert ruth.recipient == html_fan.email and ruth.template == "customer_notice"
     assert ruth.context["customer_name"] == "Ruth Ames"
-    assert ruth.context["impact_lines"] == ["About 24,000 sheets of paper a year"]
+    # In each language; which one the customer reads, and in what format, is decided when sent.
+    assert ruth.context["impact_lines"] == {
+        "en": ["About 24,000 sheets of paper a year"],
+        "cy": ["Tua 24,000 o ddalennau papur bob blwyddyn"],
+    }
     assert link_in(ruth, "unsubscribe_url") == unsubscribe_url(html_fan.id, "improvement_updates")
-    assert ruth.context["text_only"] is False
-    assert rows[f"{prefix}:customer:{plain.id}"].context["text_only"] is True
+    assert (ruth.context["purpose"], ruth.context["customer_id"]) == (
+        "improvement_updates",
+        html_fan.id,
+    )
     inkwell = rows[f"{prefix}:partner:{partner.id}"]
     assert (inkwell.template, inkwell.context["contact_name"]) == ("partner_notice", "Bo Lind")
     thanks = rows[f"{prefix}:submitter"]
@@ -189,7 +195,7 @@ def test_impact_totals_add_up_estimates_measured_results_and_statuses(session: S
 
 def test_every_email_of_a_whole_plan_renders_for_its_reader(session: Session) -> None:
     from tasks.automatic import open_automatic_steps, run_automatic_step
-    from tasks.mail import build_message, context_of, render
+    from tasks.mail import build_message, context_of, customer_of, reader_for, render
     from tasks.planning import complete_action, complete_improvement, plan_actions
 
     submitter = make_colleague(session, "Asha Patel")
@@ -223,11 +229,11 @@ def test_every_email_of_a_whole_plan_renders_for_its_reader(session: Session) ->
     rows = list(session.exec(select(OutboxEmail).order_by(OutboxEmail.id)).all())
     assert {r.template for r in rows} == {"action_assigned", "customer_notice", "partner_notice"}
     for row in rows:
-        rendered = render(row.template, context_of(row))
+        rendered = render(row.template, context_of(row))  # English
         assert improvement.title in rendered.subject or row.template == "action_assigned"
         assert "Paperless statements & letters" in rendered.text  # plain text is not escaped
         assert "Paperless statements &amp; letters" in rendered.html
-        message = build_message(row)
+        message = build_message(row, reader_for(customer_of(session=session, row=row)))
         for value in ("customer_name", "owner_name", "contact_name", "action_title", "url"):
             if value in row.context and row.context[value]:
                 assert row.context[value] in rendered.text

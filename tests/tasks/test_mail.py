@@ -5,9 +5,10 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
-from models import OutboxEmail, OutboxStatus
+from models import ContactFormat, OutboxEmail, OutboxStatus
 from tasks.mail import build_message, queue_email, render
 from tasks.outbox import send_due
+from tests.factories import make_customer
 from tests.smtpd import SmtpServer
 
 APPROVAL: dict[str, Any] = {
@@ -203,12 +204,13 @@ def test_an_ampersand_reads_as_itself_in_the_text_part() -> None:
 
 
 def _row(session: Session, template: str, context: dict[str, Any], **kw: Any) -> OutboxEmail:
+    purpose = kw.pop("purpose", None)
     row = queue_email(
         session=session,
         key=kw.pop("key", f"test:{template}"),
         to=kw.pop("to", "reader@example.org"),
         template=template,
-        context=context,
+        context={**context, "purpose": purpose} if purpose else context,
     )
     session.commit()
     return row
@@ -271,7 +273,8 @@ async def test_a_recipient_with_a_line_break_is_refused_not_guessed_at(
 async def test_a_plain_text_customer_gets_a_single_text_part(
     session: Session, smtp: SmtpServer
 ) -> None:
-    _row(session, "customer_notice", {**CUSTOMER, "text_only": True})
+    plain = make_customer(session, "Ken Ito", contact_format=ContactFormat.text)
+    _row(session, "customer_notice", CUSTOMER, to=plain.email, purpose="improvement_updates")
 
     await send_due()
 
@@ -297,3 +300,23 @@ async def test_customer_notices_offer_one_click_unsubscribe_approval_requests_ne
     assert request.message["List-Unsubscribe"] is None
     assert request.message["List-Unsubscribe-Post"] is None
     assert "unsubscribe" not in request.text.lower()
+
+
+def test_every_customer_email_is_written_in_welsh_too() -> None:
+    """A customer email is one built on _customer.*; each has its Welsh pair on _customer.cy.*,
+    so a template added later without its translation fails here, not in a Welsh inbox."""
+    from tasks.mail import TEMPLATES, template_names
+
+    customer_emails = sorted(
+        path.name.removesuffix(".html")
+        for path in TEMPLATES.glob("*.html")
+        if path.name.count(".") == 1 and '{% extends "_customer.html" %}' in path.read_text()
+    )
+    assert "customer_notice" in customer_emails
+    for name in customer_emails:
+        assert template_names(name, "cy") == (f"{name}.cy.txt", f"{name}.cy.html"), name
+        for ext in ("txt", "html"):
+            assert f'{{% extends "_customer.cy.{ext}" %}}' in (
+                (TEMPLATES / f"{name}.cy.{ext}").read_text()
+            ), name
+        assert '{% extends "_customer.txt" %}' in (TEMPLATES / f"{name}.txt").read_text()

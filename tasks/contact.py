@@ -1,0 +1,248 @@
+"""When and how an email may go to its reader: consent, a customer's contact window and weekly
+limit (which hold non-essential email, never essential), and their language and format."""
+
+import re
+from datetime import UTC, datetime, time, timedelta
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from improve.errors import InvalidInput, NotFound
+from improve.settings import settings
+from models import ContactFormat, Customer, OutboxEmail, OutboxStatus
+from tasks.consent import consent_withheld
+from tasks.mail import ESSENTIAL, LANGUAGES, Reader, customer_of, reader_for
+
+WEEK = timedelta(days=7)
+
+
+class Hold(NamedTuple):
+    """Not yet: the moment (UTC) the email may go, and why, as a person reads it."""
+
+    until: datetime
+    reason: str
+
+
+class Verdict(NamedTuple):
+    """What the sender does with one claimed row."""
+
+    reader: Reader
+    skip: str | None = None  # never send it, for this reason
+    hold: Hold | None = None  # send it later
+
+
+def _zone() -> ZoneInfo:
+    return ZoneInfo(settings.timezone)
+
+
+def _bounds(customer: Customer) -> tuple[time, time] | None:
+    """The window as (opens, closes) local times, or None when any time will do.
+
+    A missing end reads as midnight, so "from 09:00" alone is 09:00 to midnight and "until 17:00"
+    alone is midnight to 17:00; a window that opens and closes at the same minute is no window
+    (holding mail for ever would be a worse reading of it).
+    """
+    opens = customer.contact_from or time(0)
+    closes = customer.contact_until or time(0)
+    if opens == closes:
+        return None
+    return opens, closes
+
+
+def window_text(customer: Customer) -> str:
+    """How a person reads the window: "09:00–17:00 Europe/London", or "any time"."""
+    bounds = _bounds(customer)
+    if bounds is None:
+        return "any time"
+    return f"{bounds[0]:%H:%M}–{bounds[1]:%H:%M} {settings.timezone}"
+
+
+def window_opens(customer: Customer, at: datetime) -> datetime:
+    """The first moment from `at` on when the customer's contact window is open (`at` itself when
+    it is open then). Local wall-clock times in settings.timezone; a window that spans midnight
+    (22:00–06:00) is open from its start to midnight and from midnight to its end."""
+    bounds = _bounds(customer)
+    if bounds is None:
+        return at
+    opens, closes = bounds
+    local = at.astimezone(_zone())
+    now = local.time().replace(tzinfo=None)
+    is_open = opens <= now < closes if opens < closes else (now >= opens or now < closes)
+    if is_open:
+        return at
+    # Closed: it opens at the next `opens` after `at`, today or tomorrow (the day after covers a
+    # clock change landing on the boundary). A start inside a spring-forward gap is read with the
+    # offset before the change, which puts it just after the gap.
+    for days in range(3):
+        start = datetime.combine(local.date() + timedelta(days=days), opens, tzinfo=_zone())
+        if start.astimezone(UTC) > at:
+            return start.astimezone(UTC)
+    raise AssertionError("a daily window opens within two days")  # pragma: no cover
+
+
+def weekly_limit_frees(*, session: Session, customer: Customer, at: datetime) -> datetime | None:
+    """When the customer's weekly limit lets one more non-essential email go, if not at `at`.
+
+    The limit is over any seven days: with N sent in the seven days before `at` and a limit of N,
+    the next may go once the oldest of them is seven days old.
+    """
+    limit = customer.weekly_limit
+    if limit is None:
+        return None
+    sent = list(
+        session.exec(
+            select(OutboxEmail.sent_at)
+            .where(
+                col(OutboxEmail.recipient) == customer.email,
+                col(OutboxEmail.status) == OutboxStatus.sent,
+                col(OutboxEmail.template).not_in(ESSENTIAL),
+                col(OutboxEmail.sent_at) > at - WEEK,
+            )
+            .order_by(col(OutboxEmail.sent_at))
+        ).all()
+    )
+    if len(sent) < limit:
+        return None
+    oldest_that_counts = sent[len(sent) - limit]
+    assert oldest_that_counts is not None
+    return oldest_that_counts + WEEK
+
+
+def _local(moment: datetime) -> str:
+    return f"{moment.astimezone(_zone()):%Y-%m-%d %H:%M %Z}"
+
+
+def held_until(
+    *, session: Session, customer: Customer, template: str, now: datetime
+) -> Hold | None:
+    """Whether a `template` email to `customer` must wait, and until when; essential never waits.
+
+    The weekly limit first, then the window from that moment: the email goes at the first moment
+    both allow.
+    """
+    if template in ESSENTIAL:
+        return None
+    until, reasons = now, []
+    frees = weekly_limit_frees(session=session, customer=customer, at=now)
+    if frees is not None:
+        until = frees
+        reasons.append(
+            f"{customer.name} has had their {customer.weekly_limit} non-essential email(s) "
+            "in the last seven days"
+        )
+    opens = window_opens(customer, until)
+    if opens != until:
+        until = opens
+        reasons.append(f"{customer.name} takes non-urgent email {window_text(customer)}")
+    if not reasons:
+        return None
+    return Hold(until, f"held until {_local(until)}, no attempt used: {'; '.join(reasons)}")
+
+
+def verdict(*, session: Session, row: OutboxEmail, now: datetime) -> Verdict:
+    """The one question the sender asks of a claimed row: skip it, hold it, or build it for whom.
+
+    Consent first (a skip is final), then a weekly limit of nought (no non-essential email at all
+    is a refusal, not a wait), then the weekly limit and the contact window.
+    """
+    customer = customer_of(session=session, row=row)
+    reader = reader_for(customer)
+    skip = consent_withheld(session=session, row=row)
+    if skip is not None or customer is None:
+        return Verdict(reader, skip=skip)
+    if row.template not in ESSENTIAL and customer.weekly_limit == 0:
+        return Verdict(
+            reader, skip=f"skipped: {customer.name} takes no non-essential email (weekly limit 0)"
+        )
+    return Verdict(
+        reader, hold=held_until(session=session, customer=customer, template=row.template, now=now)
+    )
+
+
+# --- changing a customer's preferences -------------------------------------------------------
+
+
+class CustomerNotFound(NotFound):
+    def __init__(self, email: str) -> None:
+        super().__init__("customer", email)
+
+
+_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d\d)\s*[-–]\s*(\d{1,2}):(\d\d)\s*$")
+
+
+def parse_window(text: str) -> tuple[time | None, time | None]:
+    """A window as people write it, "09:00-17:00" (or "22:00-06:00", across midnight), as
+    (from, until); "any" for no window."""
+    if text.strip().lower() in {"any", "none", ""}:
+        return None, None
+    match = _WINDOW.match(text)
+    try:
+        if match is None:
+            raise ValueError
+        h1, m1, h2, m2 = (int(part) for part in match.groups())
+        return time(h1, m1), time(h2, m2)
+    except ValueError:
+        raise InvalidInput(
+            {"window": f"{text!r} is not a window like 09:00-17:00 (or 'any' for none)"}
+        ) from None
+
+
+def customer_by_email(*, session: Session, email: str) -> Customer:
+    """The customer with this email, whatever its case, or CustomerNotFound."""
+    customer = session.exec(
+        select(Customer).where(func.lower(col(Customer.email)) == email.strip().lower())
+    ).first()
+    if customer is None:
+        raise CustomerNotFound(email)
+    return customer
+
+
+def set_contact_preferences(
+    *,
+    session: Session,
+    customer_id: int,
+    language: str | None = None,
+    contact_format: ContactFormat | str | None = None,
+    window: str | None = None,
+    weekly_limit: int | None = None,
+    no_weekly_limit: bool = False,
+) -> Customer:
+    """Change how a customer is written to; what is not given stays. The caller commits.
+
+    Mail already waiting follows the change, since the sender reads preferences when it sends.
+    """
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise CustomerNotFound(f"#{customer_id}")
+    errors: dict[str, str] = {}
+    if language is not None:
+        if language.strip().lower() not in LANGUAGES:
+            errors["language"] = f"{language!r}: we write in {' or '.join(LANGUAGES)}"
+        else:
+            customer.language = language.strip().lower()
+    if contact_format is not None:
+        try:
+            customer.contact_format = ContactFormat(contact_format)
+        except ValueError:
+            errors["format"] = f"{contact_format!r}: html or text"
+    if window is not None:
+        try:
+            customer.contact_from, customer.contact_until = parse_window(window)
+        except InvalidInput as exc:
+            errors.update(exc.errors)
+    if weekly_limit is not None and no_weekly_limit:
+        errors["weekly_limit"] = "give a number or say there is no limit, not both"
+    elif weekly_limit is not None:
+        if not 0 <= weekly_limit <= 100:
+            errors["weekly_limit"] = f"{weekly_limit}: from 0 (none) to 100 a week"
+        else:
+            customer.weekly_limit = weekly_limit
+    elif no_weekly_limit:
+        customer.weekly_limit = None
+    if errors:
+        raise InvalidInput(errors)
+    session.add(customer)
+    session.flush()
+    return customer
