@@ -27,7 +27,8 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "email"
 # The context key under which a row keeps its sealed links until it is sent.
 SEALED = "sealed_links"
 # Emails a person needs in order to do their job: they never offer an unsubscribe header.
-ESSENTIAL = frozenset({"approval_request", "decision", "action_assigned", "sign_in"})
+# An update on a customer's own case is service, not news: it is never unsubscribed from.
+ESSENTIAL = frozenset({"approval_request", "decision", "action_assigned", "sign_in", "case_update"})
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 _ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"\\]+@[^@\s<>()\[\],;:\"\\]+")
