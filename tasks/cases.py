@@ -331,6 +331,7 @@ class Sent:
     update: CaseUpdate
     completed_action_ids: list[int] = field(default_factory=list)
     replayed: bool = False
+    improvement_id: int | None = None  # the overdue raise it answered, if any
 
 
 def _key(case: Case, subject: str, body: str, key: str | None) -> str:
@@ -403,6 +404,7 @@ def send_update(
         at=now,
     )
     session.add(update_row)
+    raised = case.overdue_improvement_id
     completed = _finish_overdue(session, case, by=by, channel=channel, subject=subject)
     case.next_update_due = due
     case.overdue_improvement_id = None
@@ -413,7 +415,7 @@ def send_update(
         by.email, channel,
     )  # fmt: skip
     session.flush()
-    return Sent(update_row, completed)
+    return Sent(update_row, completed, improvement_id=raised)
 
 
 def _open_steps(session: Session, improvement_id: int) -> list[ActionItem]:

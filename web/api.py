@@ -2,7 +2,7 @@
 
 from collections.abc import Callable, Coroutine
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -15,19 +15,25 @@ from starlette.responses import Response as StarletteResponse
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
+from improve import events
 from improve.settings import settings
 from models import (
     ActionStatus,
     ApprovalStatus,
+    Case,
+    CaseStatus,
     Category,
     Channel,
+    Colleague,
+    Customer,
     Improvement,
     ImprovementCreate,
     ImprovementPublic,
     Status,
 )
-from models.db import MAX_INT, get_engine
+from models.db import MAX_INT, get_engine, session_scope, utcnow
 from models.idempotency import MAX_KEY_LENGTH
+from tasks import cases
 from tasks.lifecycle import get_improvement
 from web.auth import Staff
 from web.forms import Id
@@ -335,3 +341,227 @@ def read_improvement(improvement_id: Id) -> ImprovementDetail:
                 partner_ids=[p.id for p in view.partners],
             )
         )
+
+
+# --- customer cases ----------------------------------------------------------------------------
+
+CASE_NOT_FOUND = _error("No such case.")
+
+
+class CaseCreate(BaseModel):
+    customer_email: str = Field(max_length=254, description="A customer Improve knows.")
+    subject: str = Field(max_length=200, description="What the case is about, in a line.")
+    details: str = Field(default="", max_length=10_000)
+    owner_email: str | None = Field(
+        default=None, max_length=254, description="Who owns it; leave it out to own it yourself."
+    )
+    promised_on: date | None = Field(default=None, description="What the customer was promised.")
+    next_update_due: datetime | None = Field(
+        default=None,
+        description="When the customer must next hear from us (UTC without a zone); "
+        "leave it out for the usual number of days.",
+    )
+
+
+class CaseChange(BaseModel):
+    """Only what is given changes. `status` `delayed` needs a `reason` and sets the next update
+    (given, or the usual number of days on); `closed` ends the case."""
+
+    subject: str | None = Field(default=None, max_length=200)
+    details: str | None = Field(default=None, max_length=10_000)
+    owner_email: str | None = Field(default=None, max_length=254)
+    promised_on: date | None = None
+    next_update_due: datetime | None = None
+    status: Literal["delayed", "closed"] | None = None
+    reason: str = Field(default="", max_length=2000, description="Why it is delayed or closed.")
+
+
+class CaseUpdateCreate(BaseModel):
+    """Leave subject or body out to send the drafted one (GET /api/cases/{id} shows no draft;
+    the web page previews it)."""
+
+    subject: str | None = Field(default=None, max_length=200)
+    body: str | None = Field(default=None, max_length=10_000)
+    next_update_due: datetime | None = None
+
+
+class CaseOut(BaseModel):
+    id: int
+    reference: str
+    customer_id: int
+    customer_name: str
+    subject: str
+    details: str
+    owner_id: int
+    owner_email: str
+    status: CaseStatus
+    promised_on: date | None
+    next_update_due: datetime | None
+    delay_reason: str
+    overdue: bool = Field(description="Its next update is due now.")
+    overdue_improvement_id: int | None = Field(
+        description="The customer_update improvement raised because the update fell due."
+    )
+    created_at: datetime
+    updated_at: datetime
+    url: str
+
+
+class CaseUpdateOut(BaseModel):
+    id: int
+    subject: str
+    body: str
+    sent_by: str
+    channel: str
+    email_id: int | None
+    at: datetime
+
+
+class CaseNoteOut(BaseModel):
+    what: str
+    note: str
+    actor: str
+    channel: str
+    at: datetime
+
+
+class CaseDetail(CaseOut):
+    updates: list[CaseUpdateOut]
+    history: list[CaseNoteOut]
+
+
+class CaseList(BaseModel):
+    items: list[CaseOut]
+    total: int
+    limit: int
+    offset: int
+
+
+def _case_out(session: Session, case: Case, model: type[CaseOut] = CaseOut, **extra: object):
+    customer = session.get(Customer, case.customer_id)
+    owner = session.get(Colleague, case.owner_id)
+    return model.model_validate(
+        _fields(
+            case,
+            model,
+            reference=case.reference,
+            customer_name=customer.name if customer else "",
+            owner_email=owner.email if owner else "",
+            overdue=cases.is_overdue(case, utcnow()),
+            url=cases.case_url(case.id or 0),
+            **extra,
+        )
+    )
+
+
+def _case_detail(case_id: int) -> CaseDetail:
+    with Session(get_engine()) as session:
+        view = cases.case_view(session=session, case_id=case_id)
+        detail = _case_out(
+            session,
+            view.case,
+            CaseDetail,
+            updates=[_fields(u, CaseUpdateOut) for u in view.updates],
+            history=[_fields(n, CaseNoteOut) for n in view.notes],
+        )
+        assert isinstance(detail, CaseDetail)
+        return detail
+
+
+@router.get("/cases", response_model=CaseList)
+def list_cases(
+    status: CaseStatus | None = None,
+    overdue: Annotated[
+        bool | None, Query(description="true: the update is due now; false: it is not.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+) -> CaseList:
+    """Cases whose update is due soonest first, optionally of one status, overdue or not."""
+    with Session(get_engine()) as session:
+        rows, total = cases.list_cases(
+            session=session,
+            wanted=cases.CaseFilter(status=status, overdue=overdue),
+            limit=limit,
+            offset=offset,
+        )
+        return CaseList(
+            items=[_case_out(session, row) for row in rows], total=total, limit=limit, offset=offset
+        )
+
+
+@router.get("/cases/{case_id}", response_model=CaseDetail, responses={404: CASE_NOT_FOUND})
+def read_case(case_id: Id) -> CaseDetail:
+    """One case with the updates sent and its whole history."""
+    return _case_detail(case_id)
+
+
+@router.post("/cases", status_code=201, response_model=CaseDetail)
+def create_case(data: CaseCreate, response: Response, colleague: Staff) -> CaseDetail:
+    """Open a case for a known customer; you own it unless `owner_email` names someone."""
+    with session_scope() as session:
+        case = cases.open_case(
+            session=session, by=colleague, channel=Channel.api, **data.model_dump()
+        )
+        case_id = case.id
+    assert case_id is not None
+    response.headers["Location"] = f"/api/cases/{case_id}"
+    return _case_detail(case_id)
+
+
+@router.patch("/cases/{case_id}", response_model=CaseDetail, responses={404: CASE_NOT_FOUND})
+def change_case(case_id: Id, data: CaseChange, colleague: Staff) -> CaseDetail:
+    """Change a case: its subject, details, owner, promise or next update; delay or close it."""
+    with session_scope() as session:
+        if data.status == "delayed":
+            cases.mark_delayed(
+                session=session, case_id=case_id, by=colleague, channel=Channel.api,
+                reason=data.reason, next_update_due=data.next_update_due,
+            )  # fmt: skip
+        changes = data.model_dump(exclude_unset=True, exclude={"status", "reason"})
+        if data.status == "delayed":
+            changes.pop("next_update_due", None)  # the delay set it
+        if "promised_on" not in changes:
+            changes["promised_on"] = cases.UNSET
+        if changes or data.status == "closed":
+            cases.change_case(
+                session=session, case_id=case_id, by=colleague, channel=Channel.api,
+                close=data.status == "closed", reason=data.reason, **changes,
+            )  # fmt: skip
+    return _case_detail(case_id)
+
+
+@router.post(
+    "/cases/{case_id}/updates",
+    status_code=201,
+    response_model=CaseUpdateOut,
+    responses={404: CASE_NOT_FOUND},
+)
+def send_case_update(
+    case_id: Id,
+    data: CaseUpdateCreate,
+    response: Response,
+    colleague: Staff,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> CaseUpdateOut:
+    """Email the customer an update (the draft, or your own words) and move the next one on.
+
+    With an `Idempotency-Key`, a retry sends nothing more and answers with the first update."""
+    with session_scope() as session:
+        draft = cases.preview_update(session=session, case_id=case_id)
+        sent = cases.send_update(
+            session=session, case_id=case_id, by=colleague, channel=Channel.api,
+            subject=draft.subject if data.subject is None else data.subject,
+            body=draft.body if data.body is None else data.body,
+            next_update_due=data.next_update_due,
+            key=f"api:{idempotency_key}" if idempotency_key else None,
+        )  # fmt: skip
+        out = CaseUpdateOut.model_validate(_fields(sent.update, CaseUpdateOut))
+    if sent.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    events.emit_actions_completed(
+        improvement_id=sent.improvement_id,
+        action_ids=sent.completed_action_ids,
+        owner_id=colleague.id,
+    )
+    return out
