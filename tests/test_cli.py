@@ -124,3 +124,52 @@ def test_outbox_send_delivers_to_the_smtp_server(session: Session, smtp: SmtpSer
     assert row.status == OutboxStatus.sent
     listing = runner.invoke(app, ["outbox", "list"])
     assert "approval_request" in listing.output and "sent" in listing.output
+
+
+def test_a_case_is_opened_delayed_updated_and_closed_from_the_cli(session: Session) -> None:
+    from models import Case, CaseUpdate
+    from tests.factories import make_customer
+
+    make_colleague(session, "Asha Patel", email="asha@example.org")
+    make_customer(session, "Ruth Evans", email="ruth@example.com")
+    by = ["--by", "asha@example.org"]
+
+    opened = runner.invoke(
+        app, ["case", "open", "--customer", "ruth@example.com", "--subject", "New meter", *by]
+    )
+    assert opened.exit_code == 0, opened.output
+    [case] = session.exec(select(Case)).all()
+    assert f"CASE-{case.id} New meter · open" in opened.output
+
+    delayed = runner.invoke(app, ["case", "delay", str(case.id), "--reason", "Parts", *by])
+    assert delayed.exit_code == 0 and "delayed: Parts" in delayed.output
+    preview = runner.invoke(app, ["case", "update", str(case.id), "--preview", *by])
+    assert "Dear Ruth Evans," in preview.output and count(session, CaseUpdate) == 0
+    sent = runner.invoke(app, ["case", "update", str(case.id), "--body", "Soon.", *by])
+    assert sent.exit_code == 0, sent.output
+    assert count(session, CaseUpdate) == 1
+
+    listed = runner.invoke(app, ["case", "list", "--not-overdue"])
+    assert f"CASE-{case.id}" in listed.output and "1 case" in listed.output
+    closed = runner.invoke(app, ["case", "close", str(case.id), "--reason", "Fitted", *by])
+    assert closed.exit_code == 0 and "closed" in closed.output
+    shown = runner.invoke(app, ["case", "show", str(case.id)])
+    assert "update_sent" in shown.output and "Fitted" in shown.output
+
+
+def test_case_bad_input_names_what_is_wrong_and_writes_nothing(session: Session) -> None:
+    from models import Case
+
+    make_colleague(session, "Asha Patel", email="asha@example.org")
+    unknown = runner.invoke(
+        app,
+        ["case", "open", "--customer", "nobody@example.com", "--subject", "Hi",
+         "--by", "asha@example.org"],
+    )  # fmt: skip
+    assert unknown.exit_code == 2
+    assert "customer_email: no customer has the email 'nobody@example.com'" in unknown.output
+    assert count(session, Case) == 0
+    stranger = runner.invoke(app, ["case", "delay", "1", "--reason", " ", "--by", "x@y.org"])
+    assert stranger.exit_code == 2 and "no colleague has the email 'x@y.org'" in stranger.output
+    missing = runner.invoke(app, ["case", "show", "41"])
+    assert missing.exit_code == 2 and "case CASE-41 not found" in missing.output
