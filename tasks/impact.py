@@ -11,6 +11,7 @@ from improve.settings import settings
 from models import (
     ApprovalRequest,
     ApprovalStatus,
+    Category,
     Colleague,
     ContactFormat,
     Customer,
@@ -243,8 +244,13 @@ def announce_completion(*, session: Session, improvement_id: int) -> dict[str, i
         f"We have finished “{improvement.title}”, a change that touched the service you receive. "
         "Thank you for your patience while we made it."
     )
-    customers = queue_customer_notices(
-        session=session, improvement=improvement, key_prefix=prefix, summary=customer_summary
+    customers = (
+        # The customer's own update was the result; a notice about "Update overdue" would not be.
+        {"customers": 0, "queued": 0, "not_consented": 0}
+        if improvement.category == Category.customer_update
+        else queue_customer_notices(
+            session=session, improvement=improvement, key_prefix=prefix, summary=customer_summary
+        )
     )
     partners = queue_partner_notices(
         session=session,
