@@ -1,5 +1,7 @@
 """The `improve` command line against the real database and SMTP server."""
 
+from datetime import timedelta
+
 from sqlmodel import Session, func, select
 from typer.testing import CliRunner
 
@@ -19,6 +21,7 @@ from tests.factories import make_approver, make_colleague
 from tests.smtpd import SmtpServer
 
 runner = CliRunner()
+SECOND = timedelta(seconds=1)
 
 
 def count(session: Session, table: type) -> int:
@@ -48,6 +51,15 @@ def test_seed_demo_builds_a_believable_organisation_once(session: Session) -> No
     assert statuses.count(Status.submitted) == 22
     completed = session.exec(select(Improvement).where(Improvement.status == Status.completed))
     assert all(i.measured_saving for i in completed)
+    # Cases in several states; one's update falls due a minute after seeding, for the sweep.
+    from models import Case
+    from models.db import utcnow
+
+    seeded = session.exec(select(Case)).all()
+    assert sorted(c.status for c in seeded) == ["closed", "delayed", "delayed", "open", "open"]
+    soon = [c for c in seeded if c.next_update_due and c.next_update_due <= utcnow() + 90 * SECOND]
+    assert len(soon) == 1 and soon[0].overdue_improvement_id is None
+    assert any(c.manager_id for c in session.exec(select(Colleague)))
 
     again = runner.invoke(app, ["seed", "--demo"])
     assert again.exit_code == 0
