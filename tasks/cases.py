@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from improve.errors import InvalidInput, NotFound
+from improve.errors import ImproveError, InvalidInput, NotFound
 from improve.settings import settings
 from models import (
     ActionItem,
@@ -44,6 +44,15 @@ SUBJECT_MAX, DETAILS_MAX, REASON_MAX, BODY_MAX = 200, 10_000, 2000, 10_000
 class CaseNotFound(NotFound):
     def __init__(self, case_id: int) -> None:
         super().__init__("case", f"CASE-{case_id}")
+
+
+class CaseClosed(ImproveError):
+    """A change to a case that is closed: the request was fine, the case's state refuses it."""
+
+    status_code = 409
+
+    def __init__(self, reference: str) -> None:
+        super().__init__(f"{reference} is closed; it cannot change")
 
 
 def get_case(*, session: Session, case_id: int) -> Case:
@@ -109,7 +118,7 @@ def _due(value: datetime | None, name: str, now: datetime, errors: dict[str, str
 
 def _still_open(case: Case) -> None:
     if case.status == CaseStatus.closed:
-        raise InvalidInput({"status": f"{case.reference} is closed; it cannot change"})
+        raise CaseClosed(case.reference)
 
 
 # --- opening and changing ----------------------------------------------------------------------

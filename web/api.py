@@ -1,13 +1,15 @@
 """The JSON API (described at /docs): submit improvements, list them, read one with its story."""
 
+import re
 from collections.abc import Callable, Coroutine
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic.json_schema import JsonDict
 from sqlalchemy import func
 from sqlmodel import Session, select
 from starlette.exceptions import HTTPException
@@ -33,6 +35,7 @@ from models import (
 )
 from models.db import MAX_INT, get_engine, session_scope, utcnow
 from models.idempotency import MAX_KEY_LENGTH
+from models.improvement import NO_NUL_PATTERN, WHITESPACE
 from tasks import cases
 from tasks.lifecycle import get_improvement
 from web.auth import Staff
@@ -346,43 +349,126 @@ def read_improvement(improvement_id: Id) -> ImprovementDetail:
 # --- customer cases ----------------------------------------------------------------------------
 
 CASE_NOT_FOUND = _error("No such case.")
+CASE_CLOSED = _error("The case is closed: it cannot change.")
 
 
-class CaseCreate(BaseModel):
-    customer_email: str = Field(max_length=254, description="A customer Improve knows.")
-    subject: str = Field(max_length=200, description="What the case is about, in a line.")
-    details: str = Field(default="", max_length=10_000)
+# What the domain checks (tasks/cases.py), told to API clients; it answers 422 naming the field.
+TEXT: JsonDict = {"pattern": NO_NUL_PATTERN}
+SOME_TEXT: JsonDict = {"pattern": rf"^[^\x00]*[^{WHITESPACE}\x00][^\x00]*$"}  # not only spaces
+FUTURE = "A time in the future (UTC without a zone)"
+
+
+class _Times(BaseModel):
+    """JSON text only, as the document says: pydantic alone would take 1700000000 as a time, or
+    "2026-12-01" as midnight."""
+
+    @field_validator("promised_on", "next_update_due", mode="before", check_fields=False)
+    @classmethod
+    def _iso_text(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:
+            return value
+        is_day = info.field_name == "promised_on"
+        shape = r"\d{4}-\d{2}-\d{2}" if is_day else r"\d{4}-\d{2}-\d{2}[Tt ].+"
+        if not isinstance(value, str) or not re.fullmatch(shape, value):
+            example = "2026-12-01" if is_day else "2026-12-01T09:30:00Z"
+            raise ValueError(f"must be a {'date' if is_day else 'date and time'} like {example}")
+        return value
+
+
+class CaseCreate(_Times):
+    customer_email: str = Field(
+        max_length=254, description="A customer Improve knows.", json_schema_extra=SOME_TEXT
+    )
+    subject: str = Field(
+        max_length=200,
+        description="What the case is about, in a line.",
+        json_schema_extra=SOME_TEXT,
+    )
+    details: str = Field(default="", max_length=10_000, json_schema_extra=TEXT)
     owner_email: str | None = Field(
-        default=None, max_length=254, description="Who owns it; leave it out to own it yourself."
+        default=None,
+        max_length=254,
+        description="Who owns it (a colleague); leave it out or blank to own it yourself.",
+        json_schema_extra={
+            "anyOf": [{"type": "string", "maxLength": 254, **TEXT}, {"type": "null"}]
+        },
     )
     promised_on: date | None = Field(default=None, description="What the customer was promised.")
     next_update_due: datetime | None = Field(
         default=None,
-        description="When the customer must next hear from us (UTC without a zone); "
-        "leave it out for the usual number of days.",
+        description=f"{FUTURE}: when the customer must next hear from us; leave it out for the "
+        "usual number of days.",
     )
 
 
-class CaseChange(BaseModel):
-    """Only what is given changes. `status` `delayed` needs a `reason` and sets the next update
-    (given, or the usual number of days on); `closed` ends the case."""
-
-    subject: str | None = Field(default=None, max_length=200)
-    details: str | None = Field(default=None, max_length=10_000)
-    owner_email: str | None = Field(default=None, max_length=254)
-    promised_on: date | None = None
-    next_update_due: datetime | None = None
-    status: Literal["delayed", "closed"] | None = None
-    reason: str = Field(default="", max_length=2000, description="Why it is delayed or closed.")
+class CaseDelay(_Times):
+    reason: str = Field(
+        max_length=2000, description="Why the case is off plan.", json_schema_extra=SOME_TEXT
+    )
+    next_update_due: datetime | None = Field(
+        default=None,
+        description=f"{FUTURE}: when the customer next hears from us; leave it out for the "
+        "usual number of days. A delay always sets it.",
+    )
 
 
-class CaseUpdateCreate(BaseModel):
-    """Leave subject or body out to send the drafted one (GET /api/cases/{id} shows no draft;
-    the web page previews it)."""
+class CaseChange(_Times):
+    """Only what is given changes; `delay` marks it off plan, `close` ends it (after the rest)."""
 
-    subject: str | None = Field(default=None, max_length=200)
-    body: str | None = Field(default=None, max_length=10_000)
-    next_update_due: datetime | None = None
+    subject: str | None = Field(
+        default=None,
+        max_length=200,
+        json_schema_extra={
+            "anyOf": [{"type": "string", "maxLength": 200, **SOME_TEXT}, {"type": "null"}]
+        },
+    )
+    details: str | None = Field(
+        default=None,
+        max_length=10_000,
+        json_schema_extra={
+            "anyOf": [{"type": "string", "maxLength": 10_000, **TEXT}, {"type": "null"}]
+        },
+    )
+    owner_email: str | None = Field(
+        default=None,
+        max_length=254,
+        description="Give it to this colleague; blank or left out: the owner stays.",
+        json_schema_extra={
+            "anyOf": [{"type": "string", "maxLength": 254, **TEXT}, {"type": "null"}]
+        },
+    )
+    promised_on: date | None = Field(default=None, description="null clears it.")
+    next_update_due: datetime | None = Field(default=None, description=FUTURE)
+    delay: CaseDelay | None = None
+    close: bool = Field(default=False, description="Close it: no more updates fall due.")
+    outcome: str = Field(
+        default="",
+        max_length=2000,
+        description="How it ended, when closing.",
+        json_schema_extra=TEXT,
+    )
+
+
+class CaseUpdateCreate(_Times):
+    """Leave subject or body out to send the draft that the case's web page previews."""
+
+    subject: str | None = Field(
+        default=None,
+        max_length=200,
+        json_schema_extra={
+            "anyOf": [{"type": "string", "maxLength": 200, **SOME_TEXT}, {"type": "null"}]
+        },
+    )
+    body: str | None = Field(
+        default=None,
+        max_length=10_000,
+        json_schema_extra={
+            "anyOf": [{"type": "string", "maxLength": 10_000, **SOME_TEXT}, {"type": "null"}]
+        },
+    )
+    next_update_due: datetime | None = Field(
+        default=None, description=f"{FUTURE}; left out: the usual number of days."
+    )
 
 
 class CaseOut(BaseModel):
@@ -499,34 +585,39 @@ def read_case(case_id: Id) -> CaseDetail:
 @router.post("/cases", status_code=201, response_model=CaseDetail)
 def create_case(data: CaseCreate, response: Response, colleague: Staff) -> CaseDetail:
     """Open a case for a known customer; you own it unless `owner_email` names someone."""
+    fields = data.model_dump()
+    fields["owner_email"] = (data.owner_email or "").strip() or None
     with session_scope() as session:
-        case = cases.open_case(
-            session=session, by=colleague, channel=Channel.api, **data.model_dump()
-        )
+        case = cases.open_case(session=session, by=colleague, channel=Channel.api, **fields)
         case_id = case.id
     assert case_id is not None
     response.headers["Location"] = f"/api/cases/{case_id}"
     return _case_detail(case_id)
 
 
-@router.patch("/cases/{case_id}", response_model=CaseDetail, responses={404: CASE_NOT_FOUND})
+@router.patch(
+    "/cases/{case_id}", response_model=CaseDetail, responses={404: CASE_NOT_FOUND, 409: CASE_CLOSED}
+)
 def change_case(case_id: Id, data: CaseChange, colleague: Staff) -> CaseDetail:
     """Change a case: its subject, details, owner, promise or next update; delay or close it."""
+    changes = data.model_dump(exclude_unset=True, exclude={"delay", "close", "outcome"})
+    if not (changes.get("owner_email") or "").strip():
+        changes.pop("owner_email", None)
+    if "promised_on" not in changes:
+        changes["promised_on"] = cases.UNSET
     with session_scope() as session:
-        if data.status == "delayed":
+        cases.change_case(
+            session=session, case_id=case_id, by=colleague, channel=Channel.api, **changes
+        )
+        if data.delay is not None:
             cases.mark_delayed(
                 session=session, case_id=case_id, by=colleague, channel=Channel.api,
-                reason=data.reason, next_update_due=data.next_update_due,
+                reason=data.delay.reason, next_update_due=data.delay.next_update_due,
             )  # fmt: skip
-        changes = data.model_dump(exclude_unset=True, exclude={"status", "reason"})
-        if data.status == "delayed":
-            changes.pop("next_update_due", None)  # the delay set it
-        if "promised_on" not in changes:
-            changes["promised_on"] = cases.UNSET
-        if changes or data.status == "closed":
+        if data.close:
             cases.change_case(
-                session=session, case_id=case_id, by=colleague, channel=Channel.api,
-                close=data.status == "closed", reason=data.reason, **changes,
+                session=session, case_id=case_id, by=colleague, channel=Channel.api, close=True,
+                reason=data.outcome,
             )  # fmt: skip
     return _case_detail(case_id)
 
@@ -535,7 +626,7 @@ def change_case(case_id: Id, data: CaseChange, colleague: Staff) -> CaseDetail:
     "/cases/{case_id}/updates",
     status_code=201,
     response_model=CaseUpdateOut,
-    responses={404: CASE_NOT_FOUND},
+    responses={404: CASE_NOT_FOUND, 409: CASE_CLOSED},
 )
 def send_case_update(
     case_id: Id,

@@ -72,8 +72,8 @@ async def test_a_delayed_case_whose_update_falls_due_gets_one_update_from_its_ow
     due = utcnow() + timedelta(seconds=2)
     delayed = web.patch(
         f"/api/cases/{case_id}",
-        json={"status": "delayed", "reason": "The meter is on back order",
-              "next_update_due": due.isoformat()},
+        json={"delay": {"reason": "The meter is on back order",
+                        "next_update_due": due.isoformat()}},
     )  # fmt: skip
     assert delayed.status_code == 200, delayed.text
     await eventually(lambda: utcnow() > due, "the update to fall due", lambda: "not yet")

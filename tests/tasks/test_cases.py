@@ -134,7 +134,7 @@ def test_changes_are_noted_and_closing_ends_the_updates(session, team) -> None:
     assert (case.subject, case.owner_id, case.status) == ("Replacement meter", mo.id, "closed")
     assert case.next_update_due is None
     assert notes(session, case.id) == ["opened", "subject", "owner", "promised", "closed"]
-    with pytest.raises(InvalidInput, match="is closed"):
+    with pytest.raises(cases.CaseClosed, match="is closed"):
         cases.mark_delayed(session=session, case_id=case.id, by=mo, channel="web", reason="x")
 
 

@@ -158,7 +158,7 @@ async def test_the_api_opens_lists_changes_and_updates_a_case(
     assert [c["id"] for c in listed["items"]] == [case["id"]] and listed["total"] == 1
 
     delayed = await client.patch(
-        f"/api/cases/{case['id']}", json={"status": "delayed", "reason": "Parts on order"}
+        f"/api/cases/{case['id']}", json={"delay": {"reason": "Parts on order"}}
     )
     assert delayed.status_code == 200, delayed.text
     assert delayed.json()["status"] == "delayed" and delayed.json()["next_update_due"]
@@ -182,8 +182,12 @@ async def test_the_api_opens_lists_changes_and_updates_a_case(
     assert [u["id"] for u in detail["updates"]] == [update.json()["id"]]
     assert [n["what"] for n in detail["history"]] == ["opened", "delayed", "update_sent"]
 
-    closed = await client.patch(f"/api/cases/{case['id']}", json={"status": "closed"})
+    closed = await client.patch(f"/api/cases/{case['id']}", json={"close": True})
     assert closed.json()["status"] == "closed" and closed.json()["next_update_due"] is None
+    again = await client.patch(f"/api/cases/{case['id']}", json={"subject": "Reopen?"})
+    assert again.status_code == 409 and again.json()["detail"].endswith(
+        "is closed; it cannot change"
+    )
 
 
 async def test_api_errors_name_the_field(
@@ -202,9 +206,11 @@ async def test_api_errors_name_the_field(
     assert snapshot() == before
 
     case = open_case(session, operator)
-    no_reason = await client.patch(f"/api/cases/{case.id}", json={"status": "delayed"})
+    no_reason = await client.patch(f"/api/cases/{case.id}", json={"delay": {}})
     assert no_reason.status_code == 422
-    assert no_reason.json()["errors"] == {"reason": "is required: say why the case is off plan"}
+    assert no_reason.json()["errors"] == {"delay.reason": "is required"}
+    blank = await client.patch(f"/api/cases/{case.id}", json={"delay": {"reason": " "}})
+    assert blank.json()["errors"] == {"reason": "is required: say why the case is off plan"}
 
     nowhere = await client.get("/api/cases/999999")
     assert nowhere.status_code == 404 and nowhere.json()["detail"] == "case CASE-999999 not found"
