@@ -85,7 +85,10 @@ def _record(session: Session, case: Case, what: str, note: str, actor: str, chan
     )
 
 
-def _colleague(session: Session, email: str, field_name: str, errors: dict[str, str]):
+def _colleague(
+    session: Session, email: str, field_name: str, errors: dict[str, str]
+) -> Colleague | None:
+    """The active colleague with this email, or None with the problem written to `errors`."""
     email = email.strip().lower()
     found = session.exec(select(Colleague).where(Colleague.email == email)).first()
     if found is None:
@@ -96,7 +99,10 @@ def _colleague(session: Session, email: str, field_name: str, errors: dict[str, 
     return found
 
 
-def _text(value: str | None, name: str, limit: int, errors: dict[str, str], *, required: bool):
+def _text(
+    value: str | None, name: str, limit: int, errors: dict[str, str], *, required: bool
+) -> str:
+    """Trimmed text, with what is wrong with it (NUL, blank, too long) written to `errors`."""
     text = (value or "").strip()
     if "\x00" in text:
         errors[name] = "must not contain a NUL character"
@@ -107,7 +113,10 @@ def _text(value: str | None, name: str, limit: int, errors: dict[str, str], *, r
     return text
 
 
-def _due(value: datetime | None, name: str, now: datetime, errors: dict[str, str]):
+def _due(
+    value: datetime | None, name: str, now: datetime, errors: dict[str, str]
+) -> datetime | None:
+    """When an update is due, in UTC; it must lie ahead, or the case would be overdue at once."""
     if value is None:
         return None
     value = as_utc(value)
