@@ -4,10 +4,10 @@ Every function takes a session and keyword arguments and leaves the commit to it
 change to a case writes a CaseNote saying who made it and through which door.
 """
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
@@ -352,11 +352,38 @@ class Sent:
     improvement_id: int | None = None  # the overdue raise it answered, if any
 
 
-def _key(case: Case, subject: str, body: str, key: str | None) -> str:
-    # Without a key of the caller's, the same words in the same update cycle are one email:
-    # a double click sends once, the next cycle's update (a new due date) sends again.
-    text = key or hashlib.sha256(f"{case.next_update_due}\n{subject}\n{body}".encode()).hexdigest()
-    return f"case:{case.id}:update:{text[:64]}"
+# The same words to the same customer this close together are one update sent twice (a double
+# click, a retried request): the second sends nothing.
+REPEAT_WINDOW = timedelta(minutes=10)
+
+
+def _lock(session: Session, case_id: int) -> None:
+    """Take the case's row for this transaction (a no-op UPDATE, as lock_improvement does), so
+    two sends of one update take turns and the second finds the first."""
+    session.execute(update(Case).where(col(Case.id) == case_id).values(updated_at=Case.updated_at))
+
+
+def _already_sent(
+    session: Session, case: Case, *, key: str | None, subject: str, body: str, now: datetime
+) -> CaseUpdate | None:
+    """The update this request already sent: by the caller's key, or else by the same words
+    within REPEAT_WINDOW."""
+    if key is not None:
+        return session.exec(
+            select(CaseUpdate)
+            .join(OutboxEmail, col(OutboxEmail.id) == col(CaseUpdate.email_id))
+            .where(OutboxEmail.idempotency_key == key)
+        ).first()
+    return session.exec(
+        select(CaseUpdate)
+        .where(
+            CaseUpdate.case_id == case.id,
+            CaseUpdate.subject == subject,
+            CaseUpdate.body == body,
+            col(CaseUpdate.at) >= now - REPEAT_WINDOW,
+        )
+        .order_by(col(CaseUpdate.id).desc())
+    ).first()
 
 
 def send_update(
@@ -375,9 +402,10 @@ def send_update(
 
     It clears the overdue raise and completes the open step of its customer_update improvement
     (the caller commits, then announces each completed action). Sent again with the same key, or
-    the same words in the same cycle, it sends nothing more and answers with the first update.
+    the same words within REPEAT_WINDOW, it sends nothing more and answers with the first update.
     """
     now = now or utcnow()
+    _lock(session, case_id)
     case = get_case(session=session, case_id=case_id)
     _still_open(case)
     errors: dict[str, str] = {}
@@ -386,14 +414,12 @@ def send_update(
     due = _due(next_update_due, "next_update_due", now, errors) or default_next_update(now)
     if errors:
         raise InvalidInput(errors)
-    idempotency_key = _key(case, subject, body, key)
-    existing = session.exec(
-        select(CaseUpdate)
-        .join(OutboxEmail, col(OutboxEmail.id) == col(CaseUpdate.email_id))
-        .where(OutboxEmail.idempotency_key == idempotency_key)
-    ).first()
+    own_key = f"case:{case.id}:update:{key[:64]}" if key else None
+    existing = _already_sent(session, case, key=own_key, subject=subject, body=body, now=now)
     if existing is not None:
         return Sent(existing, replayed=True)
+    # A new update: a key of its own, unless the caller gave one.
+    idempotency_key = own_key or f"case:{case.id}:update:{uuid4().hex}"
     customer = session.get(Customer, case.customer_id)
     assert customer is not None and case.id is not None
     email = queue_email(

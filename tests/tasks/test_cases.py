@@ -315,3 +315,24 @@ def test_the_list_filters_by_status_and_overdue(session, team) -> None:
     assert ids(overdue=True) == [late.id]
     assert ids(overdue=False) == [fine.id]
     assert ids(status=CaseStatus.open) == [fine.id]
+
+
+def test_the_same_words_later_are_a_new_update_and_a_key_replays(session, team) -> None:
+    asha, _mo, _ruth = team
+    case = open_one(session, asha)
+
+    def send(at: datetime, key: str | None = None) -> cases.Sent:
+        sent = cases.send_update(
+            session=session, case_id=case.id, by=asha, channel="api", subject="No news yet",
+            body="We are still waiting for the part.", key=key, now=at,
+        )  # fmt: skip
+        session.commit()
+        return sent
+
+    first = send(NOW)
+    assert send(NOW + timedelta(minutes=2)).replayed  # a retry moments later
+    later = send(NOW + timedelta(days=7))  # next week, the same words: a new update
+    assert not later.replayed and later.update.id != first.update.id
+    keyed = send(NOW + timedelta(days=8), key="k1")
+    assert send(NOW + timedelta(days=9), key="k1").update.id == keyed.update.id
+    assert len(outbox(session, "case_update")) == 3
