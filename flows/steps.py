@@ -24,6 +24,7 @@ from models.db import session_scope, utcnow
 from tasks import (
     approvals,
     automatic,
+    cases,
     decisions,
     escalation,
     follow_up,
@@ -178,6 +179,19 @@ async def ask_again(improvement_id: int) -> bool:
     """Ask someone again where every approval request lapsed and nobody is left to ask."""
     with session_scope() as session:
         return escalation.ask_again(session=session, improvement_id=improvement_id, now=utcnow())
+
+
+@side_effect
+async def raise_overdue_updates() -> dict[str, int]:
+    """Raise a customer_update improvement for each case whose update fell due, once, announce
+    each after the commit, and tell managers of overdue updates that sat too long."""
+    with session_scope() as session:
+        raised = cases.raise_overdue_updates(session=session, now=utcnow())
+    for improvement_id in raised:  # committed: now route-improvement may start
+        events.emit(events.CASE_UPDATE_OVERDUE, improvement_id=improvement_id)
+    with session_scope() as session:
+        escalated = cases.escalate_overdue_updates(session=session, now=utcnow())
+    return {"overdue_raised": len(raised), "overdue_escalated": escalated}
 
 
 # --- Steps that only look ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from flows.steps import (
     find_unannounced,
     find_unplanned,
     find_unrouted,
+    raise_overdue_updates,
     remind_and_escalate,
     remind_and_escalate_actions,
     run_automatic_step,
@@ -66,6 +67,8 @@ async def sweep() -> dict[str, int]:
     async with report.step("plan", "approved improvements planned") as step:
         for improvement_id in await find_unplanned():
             step.count("planned", await advance_improvement(improvement_id, return_state=True))
+    async with report.step("overdue_updates", "overdue customer updates raised, escalated"):
+        report.add(await raise_overdue_updates())
     async with report.step("route", "submitted improvements routed") as step:
         for improvement_id in await find_unrouted():
             step.count("routed", await route_improvement(improvement_id, return_state=True))

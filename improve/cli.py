@@ -1,11 +1,13 @@
 """The `improve` command line: set up the database, seed a demo, submit, send mail, run it all."""
 
 import asyncio
+from datetime import datetime
 from typing import Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func
 from sqlmodel import Session, select
@@ -452,6 +454,210 @@ def action_reassign(
         fail(str(exc))
     console.print(f"Action {action_id} ({title}) is now {to.strip().lower()}'s.")
     console.print("Run `improve outbox send` to send the email now (the stack does it for you).")
+
+
+# --- customer cases ----------------------------------------------------------------------------
+
+case_app = typer.Typer(help="Customer cases: open them, delay them, send the customer updates.")
+app.add_typer(case_app, name="case")
+By = Annotated[str, typer.Option("--by", help="Your email as a colleague: who is acting.")]
+When = typer.Option(
+    "--next-update", help="When the customer next hears from us, e.g. 2026-12-01T09:00 (UTC)."
+)
+
+
+def _acting(session: Session, email: str) -> Colleague:
+    colleague = session.exec(
+        select(Colleague).where(Colleague.email == email.strip().lower())
+    ).first()
+    if colleague is None:
+        fail(f"--by: no colleague has the email {email.strip().lower()!r}")
+    return colleague
+
+
+def _moment(value: str | None, option: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{option}: {value!r} is not a date and time such as 2026-12-01T09:00")
+
+
+def _show(case_id: int) -> None:
+    from tasks.cases import case_view
+
+    with Session(get_engine()) as session:
+        view = case_view(session=session, case_id=case_id)
+    case = view.case
+    due = f"{case.next_update_due:%Y-%m-%d %H:%M} UTC" if case.next_update_due else "—"
+    console.print(f"[bold]{case.reference}[/] {escape(case.subject)} · {case.status}")
+    console.print(
+        f"  customer {view.customer.name} <{view.customer.email}> · owner {view.owner.email}"
+    )
+    console.print(f"  promised {case.promised_on or '—'} · next update due {due}")
+    if case.delay_reason:
+        console.print(f"  delayed: {escape(case.delay_reason)}")
+    for update in view.updates:
+        console.print(f"  sent {update.at:%Y-%m-%d %H:%M} by {update.sent_by}: ", end="")
+        console.print(update.subject, markup=False)
+    for note in view.notes:
+        console.print(
+            f"  {note.at:%Y-%m-%d %H:%M} {note.what} ({note.actor}, {note.channel}) {note.note}",
+            markup=False,
+        )
+
+
+@case_app.command("open")
+def case_open(
+    customer: Annotated[str, typer.Option(help="The customer's email.")],
+    subject: Annotated[str, typer.Option(help="What the case is about, in a line.")],
+    by: By,
+    details: Annotated[str, typer.Option(help="More about it.")] = "",
+    owner: Annotated[str | None, typer.Option(help="Who owns it; you, if left out.")] = None,
+    promised: Annotated[str | None, typer.Option(help="Date promised, e.g. 2026-12-05.")] = None,
+    next_update: Annotated[str | None, When] = None,
+) -> None:
+    """Open a case for a known customer."""
+    from datetime import date
+
+    from tasks.cases import open_case
+
+    try:
+        promised_on = date.fromisoformat(promised) if promised else None
+    except ValueError:
+        fail(f"--promised: {promised!r} is not a date such as 2026-12-05")
+    try:
+        with session_scope() as session:
+            case = open_case(
+                session=session, by=_acting(session, by), channel=Channel.cli,
+                customer_email=customer, subject=subject, details=details, owner_email=owner,
+                promised_on=promised_on, next_update_due=_moment(next_update, "--next-update"),
+            )  # fmt: skip
+            case_id = case.id
+    except ImproveError as exc:
+        fail(str(exc))
+    assert case_id is not None
+    _show(case_id)
+
+
+@case_app.command("list")
+def case_list(
+    status: Annotated[str | None, typer.Option(help="Only cases in this status.")] = None,
+    overdue: Annotated[
+        bool | None, typer.Option("--overdue/--not-overdue", help="Update due now, or not.")
+    ] = None,
+) -> None:
+    """Cases whose update is due soonest first."""
+    from models import CaseStatus, Customer
+    from models.db import utcnow
+    from tasks.cases import CaseFilter, is_overdue, list_cases
+
+    if status is not None and status not in CaseStatus.__members__:
+        fail(f"--status: {status!r} is not one of {', '.join(CaseStatus)}")
+    table = Table("case", "subject", "customer", "owner", "status", "next update due")
+    with Session(get_engine()) as session:
+        rows, total = list_cases(
+            session=session,
+            wanted=CaseFilter(status=CaseStatus(status) if status else None, overdue=overdue),
+            limit=500,
+        )
+        now = utcnow()
+        for case in rows:
+            customer = session.get(Customer, case.customer_id)
+            owner = session.get(Colleague, case.owner_id)
+            due = f"{case.next_update_due:%Y-%m-%d %H:%M}" if case.next_update_due else ""
+            table.add_row(
+                case.reference, case.subject[:50], customer.email if customer else "?",
+                owner.email if owner else "?", case.status,
+                f"{due} OVERDUE" if is_overdue(case, now) else due,
+            )  # fmt: skip
+    console.print(table)
+    console.print(f"{total} case{'' if total == 1 else 's'}")
+
+
+@case_app.command("show")
+def case_show(case_id: Annotated[int, typer.Argument(help="The case's number.")]) -> None:
+    """One case with its updates and history."""
+    try:
+        _show(case_id)
+    except ImproveError as exc:
+        fail(str(exc))
+
+
+@case_app.command("delay")
+def case_delay(
+    case_id: Annotated[int, typer.Argument(help="The case's number.")],
+    reason: Annotated[str, typer.Option(help="Why it is off plan.")],
+    by: By,
+    next_update: Annotated[str | None, When] = None,
+) -> None:
+    """Mark a case delayed, with a reason; it sets when the next update is due."""
+    from tasks.cases import mark_delayed
+
+    try:
+        with session_scope() as session:
+            mark_delayed(
+                session=session, case_id=case_id, by=_acting(session, by), channel=Channel.cli,
+                reason=reason, next_update_due=_moment(next_update, "--next-update"),
+            )  # fmt: skip
+    except ImproveError as exc:
+        fail(str(exc))
+    _show(case_id)
+
+
+@case_app.command("update")
+def case_update(
+    case_id: Annotated[int, typer.Argument(help="The case's number.")],
+    by: By,
+    subject: Annotated[str | None, typer.Option(help="Leave out for the drafted one.")] = None,
+    body: Annotated[str | None, typer.Option(help="Leave out for the drafted one.")] = None,
+    next_update: Annotated[str | None, When] = None,
+    preview: Annotated[bool, typer.Option(help="Show the draft; send nothing.")] = False,
+) -> None:
+    """Send the customer an update (the draft, or your words); --preview shows the draft."""
+    from tasks.cases import preview_update, send_update
+
+    try:
+        with session_scope() as session:
+            draft = preview_update(session=session, case_id=case_id)
+            if preview:
+                console.print(f"Subject: {draft.subject}\n\n{draft.body}", markup=False)
+                return
+            acting = _acting(session, by)
+            sent = send_update(
+                session=session, case_id=case_id, by=acting, channel=Channel.cli,
+                subject=draft.subject if subject is None else subject,
+                body=draft.body if body is None else body,
+                next_update_due=_moment(next_update, "--next-update"),
+            )  # fmt: skip
+    except ImproveError as exc:
+        fail(str(exc))
+    events.emit_actions_completed(
+        improvement_id=sent.improvement_id, action_ids=sent.completed_action_ids, owner_id=acting.id
+    )
+    console.print(f"Update sent to the outbox: {escape(sent.update.subject)}")
+    console.print("Run `improve outbox send` to deliver it now (the stack does it for you).")
+
+
+@case_app.command("close")
+def case_close(
+    case_id: Annotated[int, typer.Argument(help="The case's number.")],
+    by: By,
+    reason: Annotated[str, typer.Option(help="The outcome.")] = "",
+) -> None:
+    """Close a case: no more updates fall due."""
+    from tasks.cases import change_case
+
+    try:
+        with session_scope() as session:
+            change_case(
+                session=session, case_id=case_id, by=_acting(session, by), channel=Channel.cli,
+                close=True, reason=reason,
+            )  # fmt: skip
+    except ImproveError as exc:
+        fail(str(exc))
+    _show(case_id)
 
 
 if __name__ == "__main__":

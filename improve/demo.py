@@ -23,6 +23,7 @@ from models import (
 from models.db import utcnow
 from tasks.approvals import route_improvement
 from tasks.automatic import open_automatic_steps, run_automatic_step
+from tasks.cases import change_case, mark_delayed, open_case, send_update
 from tasks.decisions import advance_after_decision, record_decision
 from tasks.impact import announce_completion
 from tasks.lifecycle import get_improvement
@@ -124,6 +125,19 @@ DEPUTIES = {
     "Owen Price": "Tom Barker",
     "Mei Chen": "Hamid Rahman",
     "Dana Okafor": "Hamid Rahman",
+}
+# Who hears when someone's work sits (an overdue customer update goes to the owner's manager).
+MANAGERS = {
+    "Lucy Evans": "Sam Lee",
+    "Marcus Reid": "Grace Mensah",
+    "Sam Lee": "Hamid Rahman",
+    "Grace Mensah": "Hamid Rahman",
+    "Mei Chen": "Hamid Rahman",
+    "Hamid Rahman": "Dana Okafor",
+    "Aisha Khan": "Ellen Fraser",
+    "Jon Walsh": "Owen Price",
+    "Nora Byrne": "Tom Barker",
+    "Ravi Patel": "Priya Shah",
 }
 ABSENT = "Tom Barker"  # on leave this week, so the demo shows a deputy acting
 # Everyone else is a plain colleague: they submit in their own name and see no customer contacts.
@@ -482,6 +496,8 @@ def seed(*, session: Session) -> dict[str, int]:
             )
     for name, deputy in DEPUTIES.items():
         people[name].deputy_id = people[deputy].id
+    for name, manager in MANAGERS.items():
+        people[name].manager_id = people[manager].id
 
     partners = []
     for name, service, footprint in PARTNERS:
@@ -546,12 +562,78 @@ def seed(*, session: Session) -> dict[str, int]:
         improvement = session.exec(select(Improvement).where(Improvement.title == title)).one()
         assert improvement.id is not None
         _live(session, improvement.id, story)
+    opened = _cases(session, people, customers)
     return {
         "colleagues": len(people),
         "customers": len(customers),
         "partners": len(partners),
         "improvements": len(IDEAS),
+        "cases": opened,
     }
+
+
+def _cases(session: Session, people: dict[str, Colleague], customers: list[Customer]) -> int:
+    """Customer cases in several states, opened and moved on through the real steps; one has its
+    next update fall due a minute after seeding, so the sweep raises it soon after `make up`."""
+    now = utcnow()
+    days = timedelta(days=1)
+
+    def opened(owner: str, customer: Customer, subject: str, details: str, ago: int) -> int:
+        case = open_case(
+            session=session, by=people[owner], channel=Channel.cli, customer_email=customer.email,
+            subject=subject, details=details, now=now - ago * days,
+        )  # fmt: skip
+        assert case.id is not None
+        return case.id
+
+    on_plan = opened(
+        "Lucy Evans", customers[0], "Low water pressure on Mill Lane",
+        "Pressure drops every morning; the network team is checking the valve.", 2,
+    )  # fmt: skip
+    change_case(
+        session=session, case_id=on_plan, by=people["Lucy Evans"], channel=Channel.web,
+        promised_on=(now + 10 * days).date(), now=now - 2 * days,
+    )  # fmt: skip
+    due_soon = opened(
+        "Marcus Reid", customers[1], "Replacement water meter",
+        "The meter reads high; a replacement was promised within two weeks.", 10,
+    )  # fmt: skip
+    mark_delayed(
+        session=session, case_id=due_soon, by=people["Marcus Reid"], channel=Channel.web,
+        reason="The meter is on back order from the supplier.",
+        next_update_due=now + timedelta(minutes=1), now=now - 3 * days,
+    )  # fmt: skip
+    updated = opened(
+        "Lucy Evans", customers[2], "Billing dispute over estimated readings",
+        "Three estimated bills in a row; the customer sent photos of the meter.", 9,
+    )  # fmt: skip
+    send_update(
+        session=session, case_id=updated, by=people["Lucy Evans"], channel=Channel.web,
+        subject="Your bills: we are correcting them",
+        body=f"Dear {customers[2].name},\n\nThank you for the photos. We are replacing the "
+        "estimates with your real readings; the corrected bill follows within a week.\n\n"
+        "With best wishes,\nLucy Evans",
+        now=now - 2 * days,
+    )  # fmt: skip
+    delayed = opened(
+        "Sam Lee", customers[3], "Sewer odour near the school",
+        "Reported by a parent; the drainage contractor has been asked to survey.", 5,
+    )  # fmt: skip
+    mark_delayed(
+        session=session, case_id=delayed, by=people["Sam Lee"], channel=Channel.web,
+        reason="The contractor's survey camera is booked until next week.",
+        next_update_due=now + 3 * days, now=now - 1 * days,
+    )  # fmt: skip
+    closed = opened(
+        "Mei Chen", customers[4], "Pavement left open after a leak repair",
+        "A trench outside number 12 was left coned off for a week.", 14,
+    )  # fmt: skip
+    change_case(
+        session=session, case_id=closed, by=people["Mei Chen"], channel=Channel.web,
+        close=True, reason="Reinstated on the 9th; the customer confirmed it is safe.",
+        now=now - 4 * days,
+    )  # fmt: skip
+    return 5
 
 
 # How far some demo improvements have already got, so the dashboard has a history and an impact

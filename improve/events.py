@@ -63,3 +63,18 @@ def emit_submitted(*, improvement_id: int, submitter_id: int | None, channel: st
         related=[("submitter", f"improve.colleague.{submitter_id}")] if submitter_id else [],
         payload={"channel": str(channel)},
     )
+
+
+def emit_actions_completed(
+    *, improvement_id: int | None, action_ids: Iterable[int], owner_id: int | None
+) -> None:
+    """Announce committed completions of action items: advance-improvement finishes the plan."""
+    if improvement_id is None:
+        return
+    for action_id in action_ids:
+        emit(
+            ACTION_COMPLETED,
+            improvement_id=improvement_id,
+            related=[("owner", f"improve.colleague.{owner_id}")] if owner_id else [],
+            payload={"action_id": action_id},
+        )

@@ -16,7 +16,7 @@ from improve.settings import settings
 from models import ApprovalRequest, ApprovalStatus, Channel, Colleague, Improvement, Status
 from models.db import utcnow
 from tasks import links
-from tasks.lifecycle import lock_improvement, move, note
+from tasks.lifecycle import lock_improvement, move, note, raised_for_case
 from tasks.mail import queue_email
 from tasks.routing import Route, levels_for, routes_for
 
@@ -38,6 +38,19 @@ def route_improvement(
         raise IllegalTransition(improvement.reference, improvement.status, Status.awaiting_approval)
     if improvement.status != Status.submitted:
         return approval_requests(session, improvement_id)
+    case = raised_for_case(session=session, improvement_id=improvement_id)
+    if case is not None and case.owner_id == improvement.submitter_id:
+        # Keeping one's own customer informed needs nobody's approval: it is the job.
+        move(
+            session=session,
+            improvement_id=improvement_id,
+            to=Status.approved,
+            actor=actor,
+            channel=channel,
+            reason=f"Approved within the case owner's own remit: updating the customer on "
+            f"{case.reference} is theirs to do",
+        )
+        return []
     if not routes_for(session=session, improvement_id=improvement_id, levels=[1]):
         submitter = session.get(Colleague, improvement.submitter_id)
         move(

@@ -21,6 +21,7 @@ from models import (
     ActionStatus,
     ApprovalRequest,
     ApprovalStatus,
+    Case,
     Channel,
     Colleague,
     Improvement,
@@ -30,7 +31,7 @@ from models import (
 from models.db import utcnow
 from tasks import links
 from tasks.escalation import SWEEP
-from tasks.lifecycle import get_improvement, note
+from tasks.lifecycle import get_improvement, note, raised_for_case
 from tasks.mail import queue_email
 from tasks.routing import load_fallback
 
@@ -55,9 +56,9 @@ def link_expires_at(due_on: date, now: datetime) -> datetime:
 
 
 def action_email_context(
-    improvement: Improvement, item: ActionItem, owner: Colleague
+    improvement: Improvement, item: ActionItem, owner: Colleague, case: Case | None = None
 ) -> dict[str, Any]:
-    """What every email to an item's owner says about the item."""
+    """What every email to an item's owner says about the item (and its case, if it has one)."""
     return {
         "owner_name": owner.name,
         "reference": improvement.reference,
@@ -65,7 +66,16 @@ def action_email_context(
         "improvement_title": improvement.title,
         "action_title": item.title,
         "due_on": item.due_on.isoformat(),
+        "case_reference": case.reference if case else "",
     }
+
+
+def step_url(action_id: int, token: str, case: Case | None) -> str:
+    """Where an owner's email sends them: the action's own link, or for an overdue customer
+    update, the case's page that previews the update and sends it (sending completes the step)."""
+    if case is not None and case.id is not None:
+        return links.case_update_url(case.id)
+    return links.action_url(action_id, token)
 
 
 def _queued(session: Session, key: str) -> bool:
@@ -129,19 +139,20 @@ def _remind(
     if token is None:
         return False
     assert item.id is not None and item.token_expires_at is not None
+    case = raised_for_case(session=session, improvement_id=item.improvement_id)
     queue_email(
         session=session,
         key=key,
         to=owner.email,
         template="action_reminder",
         context={
-            **action_email_context(improvement, item, owner),
+            **action_email_context(improvement, item, owner, case),
             "kind": kind,
             "days_overdue": max((now.date() - item.due_on).days, 0),
             "expires_on": item.token_expires_at.date().isoformat(),
             "replaces_earlier_link": replaces,
         },
-        links={"url": links.action_url(item.id, token)},
+        links={"url": step_url(item.id, token, case)},
         improvement_id=improvement.id,
     )
     return True
@@ -308,6 +319,7 @@ def reassign_action(
     previous = session.get(Colleague, item.owner_id) if item.owner_id is not None else None
     improvement = get_improvement(session=session, improvement_id=item.improvement_id)
     token = _new_link(session, item, now=now, owner_id=owner.id)
+    case = raised_for_case(session=session, improvement_id=item.improvement_id)
     if token is None:
         raise InvalidInput({"action": f"is {item.status}; only an open action can be reassigned"})
     assert item.token_hash is not None
@@ -318,10 +330,10 @@ def reassign_action(
         to=owner.email,
         template="action_assigned",
         context={
-            **action_email_context(improvement, item, owner),
+            **action_email_context(improvement, item, owner, case),
             "reassigned_from": previous.name if previous else "",
         },
-        links={"url": links.action_url(action_id, token)},
+        links={"url": step_url(action_id, token, case)},
         improvement_id=improvement.id,
     )
     note(

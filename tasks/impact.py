@@ -11,6 +11,7 @@ from improve.settings import settings
 from models import (
     ApprovalRequest,
     ApprovalStatus,
+    Category,
     Colleague,
     Customer,
     Improvement,
@@ -256,8 +257,13 @@ def announce_completion(*, session: Session, improvement_id: int) -> dict[str, i
         cy=f"Rydym wedi gorffen “{improvement.title}”, newid a oedd yn effeithio ar y gwasanaeth "
         "a gewch. Diolch i chi am eich amynedd tra oeddem yn ei wneud.",
     )
-    customers = queue_customer_notices(
-        session=session, improvement=improvement, key_prefix=prefix, summary=customer_summary
+    customers = (
+        # The customer's own update was the result; a notice about "Update overdue" would not be.
+        {"customers": 0, "queued": 0, "not_consented": 0}
+        if improvement.category == Category.customer_update
+        else queue_customer_notices(
+            session=session, improvement=improvement, key_prefix=prefix, summary=customer_summary
+        )
     )
     partners = queue_partner_notices(
         session=session,

@@ -1,10 +1,10 @@
 """Improvements by id, and the one place that moves them between states and writes history."""
 
 from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from improve.errors import IllegalTransition, ImprovementNotFound
-from models import Channel, Improvement, Status, Transition
+from models import Case, Channel, Improvement, Status, Transition
 from models.db import utcnow
 
 # Every arrow of the lifecycle in DESIGN.md. A rejected improvement can be put back to approval
@@ -137,3 +137,11 @@ def note(
     )
     session.add(row)
     return row
+
+
+def raised_for_case(*, session: Session, improvement_id: int) -> Case | None:
+    """The case whose overdue update this improvement was raised for, while it still is.
+
+    Routing approves it as the owner's own remit, and planning gives it one step: send the update.
+    """
+    return session.exec(select(Case).where(Case.overdue_improvement_id == improvement_id)).first()

@@ -73,6 +73,12 @@ def help_url(help_id: int, token: str) -> str:
     return f"{settings.base_url}/help/{help_id}/{token}"
 
 
+def case_update_url(case_id: int) -> str:
+    """The page where a case's owner previews, edits and sends the customer's update (signed in:
+    it sends in their name, so it is no token link)."""
+    return f"{settings.base_url}/cases/{case_id}/update"
+
+
 def _same(stored: str | None, offered: str) -> bool:
     return stored is not None and hmac.compare_digest(stored, offered)
 

@@ -29,7 +29,15 @@ SEALED = "sealed_links"
 # Emails a person needs in order to do their job: they never offer an unsubscribe header, and to
 # a customer they are never held for a contact window or counted against a weekly limit.
 ESSENTIAL = frozenset(
-    {"approval_request", "decision", "action_assigned", "sign_in", "help_request", "help_answer"}
+    {
+        "approval_request",
+        "decision",
+        "action_assigned",
+        "sign_in",
+        "help_request",
+        "help_answer",
+        "case_update",  # an update on a customer's own case is service, not news
+    }
 )
 # The context key under which a customer email keeps the purpose it serves (Purpose.value): the
 # consent it needs and the unsubscribe link it carries. Set by tasks/consent.queue_customer_email.

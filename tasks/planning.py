@@ -15,17 +15,19 @@ from models import (
     ActionStatus,
     ApprovalRequest,
     ApprovalStatus,
+    Case,
     Category,
     Channel,
     Colleague,
+    Customer,
     Improvement,
     ImprovementPartner,
     Status,
 )
 from models.db import MAX_AMOUNT, utcnow
 from tasks import links
-from tasks.follow_up import action_email_context, link_expires_at
-from tasks.lifecycle import get_improvement, move
+from tasks.follow_up import action_email_context, link_expires_at, step_url
+from tasks.lifecycle import get_improvement, move, raised_for_case
 from tasks.mail import queue_email
 from tasks.routing import load_fallback
 
@@ -94,6 +96,16 @@ PLAYBOOKS: dict[Category, list[Step]] = {
         Step("Measure the effect after a month", "submitter", 60),
     ],
 }
+
+
+def case_update_steps(session: Session, case: Case) -> list[Step]:
+    """An overdue update is one step for the case owner: write and send it, today.
+
+    Not the automatic send_customer_update of the playbook: only the owner knows what to say.
+    """
+    customer = session.get(Customer, case.customer_id)
+    who = customer.name if customer else "the customer"
+    return [Step(f"Send {who} an update on {case.reference}"[:200], "submitter", 0)]
 
 
 def steps_for(category: Category | str, *, has_partners: bool) -> list[Step]:
@@ -216,7 +228,12 @@ def plan_actions(
         ).first()
         is not None
     )
-    steps = steps_for(improvement.category, has_partners=has_partners)
+    case = raised_for_case(session=session, improvement_id=improvement_id)
+    steps = (
+        case_update_steps(session, case)
+        if case is not None
+        else steps_for(improvement.category, has_partners=has_partners)
+    )
     automatic = sum(1 for s in steps if s.automatic_step)
     try:
         # First, so that of two planners at once only one gets past this line.
@@ -262,8 +279,8 @@ def plan_actions(
                 key=f"action:{item.id}:assigned",
                 to=owner.email,
                 template="action_assigned",
-                context=action_email_context(improvement, item, owner),
-                links={"url": links.action_url(item.id, token)},
+                context=action_email_context(improvement, item, owner, case),
+                links={"url": step_url(item.id, token, case)},
                 improvement_id=improvement_id,
             )
         items.append(item)

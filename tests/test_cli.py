@@ -1,5 +1,7 @@
 """The `improve` command line against the real database and SMTP server."""
 
+from datetime import timedelta
+
 from sqlmodel import Session, func, select
 from typer.testing import CliRunner
 
@@ -19,6 +21,7 @@ from tests.factories import make_approver, make_colleague
 from tests.smtpd import SmtpServer
 
 runner = CliRunner()
+SECOND = timedelta(seconds=1)
 
 
 def count(session: Session, table: type) -> int:
@@ -48,6 +51,15 @@ def test_seed_demo_builds_a_believable_organisation_once(session: Session) -> No
     assert statuses.count(Status.submitted) == 22
     completed = session.exec(select(Improvement).where(Improvement.status == Status.completed))
     assert all(i.measured_saving for i in completed)
+    # Cases in several states; one's update falls due a minute after seeding, for the sweep.
+    from models import Case
+    from models.db import utcnow
+
+    seeded = session.exec(select(Case)).all()
+    assert sorted(c.status for c in seeded) == ["closed", "delayed", "delayed", "open", "open"]
+    soon = [c for c in seeded if c.next_update_due and c.next_update_due <= utcnow() + 90 * SECOND]
+    assert len(soon) == 1 and soon[0].overdue_improvement_id is None
+    assert any(c.manager_id for c in session.exec(select(Colleague)))
 
     again = runner.invoke(app, ["seed", "--demo"])
     assert again.exit_code == 0
@@ -203,3 +215,52 @@ def test_customer_set_refuses_what_it_cannot_honour_and_changes_nothing(session:
     customer = session.exec(select(Customer)).one()
     session.refresh(customer)
     assert (customer.language, customer.contact_from, customer.weekly_limit) == ("en", None, None)
+
+
+def test_a_case_is_opened_delayed_updated_and_closed_from_the_cli(session: Session) -> None:
+    from models import Case, CaseUpdate
+    from tests.factories import make_customer
+
+    make_colleague(session, "Asha Patel", email="asha@example.org")
+    make_customer(session, "Ruth Evans", email="ruth@example.com")
+    by = ["--by", "asha@example.org"]
+
+    opened = runner.invoke(
+        app, ["case", "open", "--customer", "ruth@example.com", "--subject", "New meter", *by]
+    )
+    assert opened.exit_code == 0, opened.output
+    [case] = session.exec(select(Case)).all()
+    assert f"CASE-{case.id} New meter · open" in opened.output
+
+    delayed = runner.invoke(app, ["case", "delay", str(case.id), "--reason", "Parts", *by])
+    assert delayed.exit_code == 0 and "delayed: Parts" in delayed.output
+    preview = runner.invoke(app, ["case", "update", str(case.id), "--preview", *by])
+    assert "Dear Ruth Evans," in preview.output and count(session, CaseUpdate) == 0
+    sent = runner.invoke(app, ["case", "update", str(case.id), "--body", "Soon.", *by])
+    assert sent.exit_code == 0, sent.output
+    assert count(session, CaseUpdate) == 1
+
+    listed = runner.invoke(app, ["case", "list", "--not-overdue"])
+    assert f"CASE-{case.id}" in listed.output and "1 case" in listed.output
+    closed = runner.invoke(app, ["case", "close", str(case.id), "--reason", "Fitted", *by])
+    assert closed.exit_code == 0 and "closed" in closed.output
+    shown = runner.invoke(app, ["case", "show", str(case.id)])
+    assert "update_sent" in shown.output and "Fitted" in shown.output
+
+
+def test_case_bad_input_names_what_is_wrong_and_writes_nothing(session: Session) -> None:
+    from models import Case
+
+    make_colleague(session, "Asha Patel", email="asha@example.org")
+    unknown = runner.invoke(
+        app,
+        ["case", "open", "--customer", "nobody@example.com", "--subject", "Hi",
+         "--by", "asha@example.org"],
+    )  # fmt: skip
+    assert unknown.exit_code == 2
+    assert "customer_email: no customer has the email 'nobody@example.com'" in unknown.output
+    assert count(session, Case) == 0
+    stranger = runner.invoke(app, ["case", "delay", "1", "--reason", " ", "--by", "x@y.org"])
+    assert stranger.exit_code == 2 and "no colleague has the email 'x@y.org'" in stranger.output
+    missing = runner.invoke(app, ["case", "show", "41"])
+    assert missing.exit_code == 2 and "case CASE-41 not found" in missing.output

@@ -1,5 +1,6 @@
 """The JSON API (described at /docs): submit improvements, list them, read one with its story."""
 
+import re
 from collections.abc import Callable, Coroutine
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -7,7 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field, StrictBool, field_validator
+from pydantic import BaseModel, Field, StrictBool, ValidationInfo, field_validator
+from pydantic.json_schema import JsonDict
 from sqlalchemy import func
 from sqlmodel import Session, select
 from starlette.exceptions import HTTPException
@@ -15,11 +17,14 @@ from starlette.responses import Response as StarletteResponse
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
+from improve import events
 from improve.settings import settings
 from models import (
     Access,
     ActionStatus,
     ApprovalStatus,
+    Case,
+    CaseStatus,
     Category,
     Channel,
     Colleague,
@@ -32,8 +37,10 @@ from models import (
     Purpose,
     Status,
 )
-from models.db import MAX_INT, get_engine
+from models.db import MAX_INT, get_engine, session_scope, utcnow
 from models.idempotency import MAX_KEY_LENGTH
+from models.improvement import NO_NUL_PATTERN, WHITESPACE
+from tasks import cases
 from tasks.consent import record_consent
 from tasks.contact import CustomerNotFound, set_contact_preferences, window_text
 from tasks.lifecycle import get_improvement
@@ -443,3 +450,315 @@ def change_customer_preferences(
             )
         session.commit()
         return _preferences(session, customer_id)
+
+
+# --- customer cases ----------------------------------------------------------------------------
+
+CASE_NOT_FOUND = _error("No such case.")
+CASE_CLOSED = _error("The case is closed: it cannot change.")
+
+
+# What the domain checks (tasks/cases.py), told to API clients; it answers 422 naming the field.
+TEXT: JsonDict = {"pattern": NO_NUL_PATTERN}
+SOME_TEXT: JsonDict = {"pattern": rf"^[^\x00]*[^{WHITESPACE}\x00][^\x00]*$"}  # not only spaces
+FUTURE = "A time in the future (UTC without a zone)"
+
+
+class _Times(BaseModel):
+    """JSON text only, as the document says: pydantic alone would take 1700000000 as a time, or
+    "2026-12-01" as midnight."""
+
+    @field_validator("promised_on", "next_update_due", mode="before", check_fields=False)
+    @classmethod
+    def _iso_text(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:
+            return value
+        is_day = info.field_name == "promised_on"
+        shape = r"\d{4}-\d{2}-\d{2}" if is_day else r"\d{4}-\d{2}-\d{2}[Tt ].+"
+        if not isinstance(value, str) or not re.fullmatch(shape, value):
+            example = "2026-12-01" if is_day else "2026-12-01T09:30:00Z"
+            raise ValueError(f"must be a {'date' if is_day else 'date and time'} like {example}")
+        return value
+
+
+class CaseCreate(_Times):
+    customer_email: str = Field(
+        max_length=254, description="A customer Improve knows.", json_schema_extra=SOME_TEXT
+    )
+    subject: str = Field(
+        max_length=200,
+        description="What the case is about, in a line.",
+        json_schema_extra=SOME_TEXT,
+    )
+    details: str = Field(default="", max_length=10_000, json_schema_extra=TEXT)
+    owner_email: str | None = Field(
+        default=None,
+        max_length=254,
+        description="Who owns it (a colleague); leave it out or blank to own it yourself.",
+        json_schema_extra={
+            "anyOf": [{"type": "string", "maxLength": 254, **TEXT}, {"type": "null"}]
+        },
+    )
+    promised_on: date | None = Field(default=None, description="What the customer was promised.")
+    next_update_due: datetime | None = Field(
+        default=None,
+        description=f"{FUTURE}: when the customer must next hear from us; leave it out for the "
+        "usual number of days.",
+    )
+
+
+class CaseDelay(_Times):
+    reason: str = Field(
+        max_length=2000, description="Why the case is off plan.", json_schema_extra=SOME_TEXT
+    )
+    next_update_due: datetime | None = Field(
+        default=None,
+        description=f"{FUTURE}: when the customer next hears from us; leave it out for the "
+        "usual number of days. A delay always sets it.",
+    )
+
+
+class CaseChange(_Times):
+    """Only what is given changes; `delay` marks it off plan, `close` ends it (after the rest)."""
+
+    subject: str | None = Field(
+        default=None,
+        max_length=200,
+        json_schema_extra={
+            "anyOf": [{"type": "string", "maxLength": 200, **SOME_TEXT}, {"type": "null"}]
+        },
+    )
+    details: str | None = Field(
+        default=None,
+        max_length=10_000,
+        json_schema_extra={
+            "anyOf": [{"type": "string", "maxLength": 10_000, **TEXT}, {"type": "null"}]
+        },
+    )
+    owner_email: str | None = Field(
+        default=None,
+        max_length=254,
+        description="Give it to this colleague; blank or left out: the owner stays.",
+        json_schema_extra={
+            "anyOf": [{"type": "string", "maxLength": 254, **TEXT}, {"type": "null"}]
+        },
+    )
+    promised_on: date | None = Field(default=None, description="null clears it.")
+    next_update_due: datetime | None = Field(default=None, description=FUTURE)
+    delay: CaseDelay | None = None
+    close: bool = Field(default=False, description="Close it: no more updates fall due.")
+    outcome: str = Field(
+        default="",
+        max_length=2000,
+        description="How it ended, when closing.",
+        json_schema_extra=TEXT,
+    )
+
+
+class CaseUpdateCreate(_Times):
+    """Leave subject or body out to send the draft that the case's web page previews."""
+
+    subject: str | None = Field(
+        default=None,
+        max_length=200,
+        json_schema_extra={
+            "anyOf": [{"type": "string", "maxLength": 200, **SOME_TEXT}, {"type": "null"}]
+        },
+    )
+    body: str | None = Field(
+        default=None,
+        max_length=10_000,
+        json_schema_extra={
+            "anyOf": [{"type": "string", "maxLength": 10_000, **SOME_TEXT}, {"type": "null"}]
+        },
+    )
+    next_update_due: datetime | None = Field(
+        default=None, description=f"{FUTURE}; left out: the usual number of days."
+    )
+
+
+class CaseOut(BaseModel):
+    id: int
+    reference: str
+    customer_id: int
+    customer_name: str
+    subject: str
+    details: str
+    owner_id: int
+    owner_email: str
+    status: CaseStatus
+    promised_on: date | None
+    next_update_due: datetime | None
+    delay_reason: str
+    overdue: bool = Field(description="Its next update is due now.")
+    overdue_improvement_id: int | None = Field(
+        description="The customer_update improvement raised because the update fell due."
+    )
+    created_at: datetime
+    updated_at: datetime
+    url: str
+
+
+class CaseUpdateOut(BaseModel):
+    id: int
+    subject: str
+    body: str
+    sent_by: str
+    channel: str
+    email_id: int | None
+    at: datetime
+
+
+class CaseNoteOut(BaseModel):
+    what: str
+    note: str
+    actor: str
+    channel: str
+    at: datetime
+
+
+class CaseDetail(CaseOut):
+    updates: list[CaseUpdateOut]
+    history: list[CaseNoteOut]
+
+
+class CaseList(BaseModel):
+    items: list[CaseOut]
+    total: int
+    limit: int
+    offset: int
+
+
+def _case_out(session: Session, case: Case, model: type[CaseOut] = CaseOut, **extra: object):
+    customer = session.get(Customer, case.customer_id)
+    owner = session.get(Colleague, case.owner_id)
+    return model.model_validate(
+        _fields(
+            case,
+            model,
+            reference=case.reference,
+            customer_name=customer.name if customer else "",
+            owner_email=owner.email if owner else "",
+            overdue=cases.is_overdue(case, utcnow()),
+            url=cases.case_url(case.id or 0),
+            **extra,
+        )
+    )
+
+
+def _case_detail(case_id: int) -> CaseDetail:
+    with Session(get_engine()) as session:
+        view = cases.case_view(session=session, case_id=case_id)
+        detail = _case_out(
+            session,
+            view.case,
+            CaseDetail,
+            updates=[_fields(u, CaseUpdateOut) for u in view.updates],
+            history=[_fields(n, CaseNoteOut) for n in view.notes],
+        )
+        assert isinstance(detail, CaseDetail)
+        return detail
+
+
+@router.get("/cases", response_model=CaseList)
+def list_cases(
+    status: CaseStatus | None = None,
+    overdue: Annotated[
+        bool | None, Query(description="true: the update is due now; false: it is not.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+) -> CaseList:
+    """Cases whose update is due soonest first, optionally of one status, overdue or not."""
+    with Session(get_engine()) as session:
+        rows, total = cases.list_cases(
+            session=session,
+            wanted=cases.CaseFilter(status=status, overdue=overdue),
+            limit=limit,
+            offset=offset,
+        )
+        return CaseList(
+            items=[_case_out(session, row) for row in rows], total=total, limit=limit, offset=offset
+        )
+
+
+@router.get("/cases/{case_id}", response_model=CaseDetail, responses={404: CASE_NOT_FOUND})
+def read_case(case_id: Id) -> CaseDetail:
+    """One case with the updates sent and its whole history."""
+    return _case_detail(case_id)
+
+
+@router.post("/cases", status_code=201, response_model=CaseDetail)
+def create_case(data: CaseCreate, response: Response, colleague: Staff) -> CaseDetail:
+    """Open a case for a known customer; you own it unless `owner_email` names someone."""
+    fields = data.model_dump()
+    fields["owner_email"] = (data.owner_email or "").strip() or None
+    with session_scope() as session:
+        case = cases.open_case(session=session, by=colleague, channel=Channel.api, **fields)
+        case_id = case.id
+    assert case_id is not None
+    response.headers["Location"] = f"/api/cases/{case_id}"
+    return _case_detail(case_id)
+
+
+@router.patch(
+    "/cases/{case_id}", response_model=CaseDetail, responses={404: CASE_NOT_FOUND, 409: CASE_CLOSED}
+)
+def change_case(case_id: Id, data: CaseChange, colleague: Staff) -> CaseDetail:
+    """Change a case: its subject, details, owner, promise or next update; delay or close it."""
+    changes = data.model_dump(exclude_unset=True, exclude={"delay", "close", "outcome"})
+    if not (changes.get("owner_email") or "").strip():
+        changes.pop("owner_email", None)
+    if "promised_on" not in changes:
+        changes["promised_on"] = cases.UNSET
+    with session_scope() as session:
+        cases.change_case(
+            session=session, case_id=case_id, by=colleague, channel=Channel.api, **changes
+        )
+        if data.delay is not None:
+            cases.mark_delayed(
+                session=session, case_id=case_id, by=colleague, channel=Channel.api,
+                reason=data.delay.reason, next_update_due=data.delay.next_update_due,
+            )  # fmt: skip
+        if data.close:
+            cases.change_case(
+                session=session, case_id=case_id, by=colleague, channel=Channel.api, close=True,
+                reason=data.outcome,
+            )  # fmt: skip
+    return _case_detail(case_id)
+
+
+@router.post(
+    "/cases/{case_id}/updates",
+    status_code=201,
+    response_model=CaseUpdateOut,
+    responses={404: CASE_NOT_FOUND, 409: CASE_CLOSED},
+)
+def send_case_update(
+    case_id: Id,
+    data: CaseUpdateCreate,
+    response: Response,
+    colleague: Staff,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> CaseUpdateOut:
+    """Email the customer an update (the draft, or your own words) and move the next one on.
+
+    With an `Idempotency-Key`, a retry sends nothing more and answers with the first update."""
+    with session_scope() as session:
+        draft = cases.preview_update(session=session, case_id=case_id)
+        sent = cases.send_update(
+            session=session, case_id=case_id, by=colleague, channel=Channel.api,
+            subject=draft.subject if data.subject is None else data.subject,
+            body=draft.body if data.body is None else data.body,
+            next_update_due=data.next_update_due,
+            key=f"api:{idempotency_key}" if idempotency_key else None,
+        )  # fmt: skip
+        out = CaseUpdateOut.model_validate(_fields(sent.update, CaseUpdateOut))
+    if sent.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    events.emit_actions_completed(
+        improvement_id=sent.improvement_id,
+        action_ids=sent.completed_action_ids,
+        owner_id=colleague.id,
+    )
+    return out

@@ -3,6 +3,7 @@
 import math
 import re
 from collections.abc import Mapping, Sequence
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import Path
@@ -89,3 +90,28 @@ def _message(error: Mapping[str, Any]) -> str:
     if kind == "value_error":
         return str(error.get("msg", "is not valid")).removeprefix("Value error, ")
     return str(error.get("msg", "is not valid"))
+
+
+def parse_moment(raw: str | None, field: str, errors: dict[str, str]) -> datetime | None:
+    """A date and time from a form ("2026-12-01T09:30", as datetime-local sends it), or None when
+    left blank. Without a zone it is UTC, as the pages show times."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        errors[field] = f"“{raw}” is not a date and time such as 2026-12-01 09:30"
+        return None
+
+
+def parse_day(raw: str | None, field: str, errors: dict[str, str]) -> date | None:
+    """A date from a form ("2026-12-01"), or None when left blank."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        errors[field] = f"“{raw}” is not a date such as 2026-12-01"
+        return None

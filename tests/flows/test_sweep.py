@@ -18,8 +18,18 @@ from flows.advance_improvement import advance_improvement
 from flows.route_improvement import route_improvement
 from flows.sweep import sweep
 from improve.settings import settings
-from models import ActionItem, ApprovalRequest, ApprovalStatus, Category, Improvement, Status
+from models import (
+    ActionItem,
+    ApprovalRequest,
+    ApprovalStatus,
+    Case,
+    CaseStatus,
+    Category,
+    Improvement,
+    Status,
+)
 from models.db import utcnow
+from tasks.cases import open_case
 from tasks.decisions import advance_after_decision
 from tests.factories import make_approver, make_colleague, make_customer, make_improvement
 from tests.flows.helpers import decide, finish_open_people_steps, to
@@ -168,3 +178,33 @@ async def test_a_failing_step_is_reported_and_every_other_step_still_runs(
     # The broken step is still there for operations; nothing else is left to do.
     again = await sweep(return_state=True)
     assert again.is_failed() and "asked_again" not in (again.message or "")
+
+
+async def test_an_overdue_case_update_is_raised_once_however_often_the_sweep_runs(
+    session: Session, smtp: SmtpServer
+) -> None:
+    owner = make_colleague(session, "Asha Owner")
+    customer = make_customer(session, "Ruth Customer")
+    case = open_case(
+        session=session, by=owner, channel="web", customer_email=customer.email,
+        subject="New water meter",
+    )  # fmt: skip
+    case.status = CaseStatus.delayed
+    case.next_update_due = utcnow() - timedelta(minutes=1)  # fell due a minute ago
+    session.commit()
+
+    summaries = [await sweep() for _ in range(3)]
+
+    assert [s.get("overdue_raised", 0) for s in summaries] == [1, 0, 0]
+    [raised] = session.exec(select(Improvement)).all()
+    assert raised.category == Category.customer_update
+    session.expire_all()
+    assert session.get(Case, case.id).overdue_improvement_id == raised.id
+
+    # What the event starts: the owner approves it as theirs and gets one step, by email.
+    await route_improvement(raised.id)
+    session.expire_all()
+    assert session.get(Improvement, raised.id).status == Status.in_progress
+    [assigned] = to(smtp, owner.email)
+    assert f"/cases/{case.id}/update" in assigned.text
+    assert (await sweep()).get("overdue_raised", 0) == 0

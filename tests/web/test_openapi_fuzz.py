@@ -10,6 +10,7 @@ the token, another colleague, an approver for every category, a customer and a p
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -122,6 +123,38 @@ def with_known_people(case: Case, people: People) -> None:
             body[field] = [_known(item, emails) for item in items]
 
 
+def with_known_case_people(case: Case, people: People) -> None:
+    """The same for cases: the customer and the owner named become people who exist."""
+    if not case.path.startswith("/api/cases") or not isinstance(case.body, dict):
+        return
+    body = case.body
+    if "customer_email" in body:
+        body["customer_email"] = _known(body["customer_email"], people.customers)
+    if "owner_email" in body:
+        body["owner_email"] = _known(body["owner_email"], people.colleagues)
+
+
+def _future(value: Any) -> Any:
+    """A valid date-time moved to tomorrow; anything else left as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return (datetime.now(UTC) + timedelta(days=1)).isoformat()
+
+
+def with_future_times(case: Case) -> None:
+    """The document cannot say what "now" is: a valid next_update_due becomes a future one.
+    (A past one is a 422 naming the field: tests/tasks/test_cases.py checks that.)"""
+    if not case.path.startswith("/api/cases") or not isinstance(case.body, dict):
+        return
+    for body in (case.body, case.body.get("delay")):
+        if isinstance(body, dict) and "next_update_due" in body:
+            body["next_update_due"] = _future(body["next_update_due"])
+
+
 def with_fresh_key(case: Case) -> None:
     """Examples repeat an Idempotency-Key with other bodies, which is a 422 the document cannot
     foresee: each valid key becomes a new one. Invalid keys stay invalid. (Reused keys are a 422
@@ -136,6 +169,8 @@ def call_and_validate(case: Case, people: People) -> None:
     # 429 to everything from this client; the limit is tested on its own, and below.
     reset_all()
     with_known_people(case, people)
+    with_known_case_people(case, people)
+    with_future_times(case)
     with_fresh_key(case)
     case.call_and_validate(headers=people.headers)
 
@@ -165,6 +200,8 @@ class Workflow(schema.exclude(path="/api/mail").as_state_machine()):  # type: ig
     def before_call(self, case: Case) -> None:
         reset_all()
         with_known_people(case, self.people)
+        with_known_case_people(case, self.people)
+        with_future_times(case)
         with_fresh_key(case)
 
     def get_call_kwargs(self, case: Case) -> dict[str, Any]:
