@@ -12,6 +12,7 @@ from improve.errors import InvalidInput
 from models import CaseStatus, Colleague, Customer
 from models.db import get_engine, session_scope, utcnow
 from tasks import cases
+from tasks.help import help_panel
 from web.auth import Staff
 from web.forms import Id, parse_day, parse_moment
 from web.render import page
@@ -126,9 +127,14 @@ def _case_page(
     values: dict[str, str] | None = None,
     done: str = "",
 ) -> HTMLResponse:
+    signed_in = getattr(request.state, "colleague", None)
     with Session(get_engine()) as session:
         view = cases.case_view(session=session, case_id=case_id)
+        help_asked = help_panel(
+            session=session, signed_in_id=signed_in.id if signed_in else None, case_id=case_id
+        )
     context: dict[str, Any] = {
+        "help": help_asked,
         "view": view,
         "case": view.case,
         "now": utcnow(),

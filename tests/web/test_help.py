@@ -44,6 +44,9 @@ async def _ask_on_case(
     )
     assert asked.status_code == 303, asked.text
     assert asked.headers["location"] == f"/cases/{case.id}#help-case-{case.id}"
+    shown = await client.get(f"/cases/{case.id}")  # where the redirect lands: the case page
+    assert shown.status_code == 200 and "Help from colleagues" in shown.text
+    assert "Bea Jones" in shown.text and "Can you chase the depot for a date?" in shown.text
     assert (await send_due())["sent"] == 1
     [email] = smtp.handler.to(bea.email)
     assert "Asha Patel asks for your help" in email.subject
