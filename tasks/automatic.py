@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 from improve.errors import InvalidInput, NotFound
 from models import ActionItem, ActionStatus, Improvement, Purpose, Status
 from models.db import utcnow
+from tasks.choices import customer_update_summary
 from tasks.consent import consenting_customer_ids
 from tasks.impact import (
     affected_customers,
@@ -113,17 +114,29 @@ def _notify_customers(session: Session, item: ActionItem, improvement: Improveme
 
 
 def _send_customer_update(session: Session, item: ActionItem, improvement: Improvement) -> str:
+    # An accepted alternative is told in the customer's terms: its description is for approvers.
+    chosen = customer_update_summary(session, improvement)
+    if chosen is not None:
+        return _tell(session, item, improvement, chosen, only_case_customer=True)
     summary = f"An update from us: “{improvement.title}”. {_short(improvement)}"
     return _tell(session, item, improvement, summary.strip())
 
 
-def _tell(session: Session, item: ActionItem, improvement: Improvement, summary: str) -> str:
+def _tell(
+    session: Session,
+    item: ActionItem,
+    improvement: Improvement,
+    summary: str,
+    *,
+    only_case_customer: bool = False,
+) -> str:
     counts = queue_customer_notices(
         session=session,
         improvement=improvement,
         key_prefix=f"step:{item.id}",
         summary=summary,
         lines=[],  # the template lists these as achieved; mid-plan the estimate is in the summary
+        only_case_customer=only_case_customer,
     )
     return (
         f"Notice queued for {counts['customers']} customer(s); "

@@ -11,7 +11,15 @@ from sqlmodel import Session, select
 
 from improve.errors import LinkRefused
 from improve.settings import settings
-from models import ActionItem, ActionStatus, ApprovalRequest, ApprovalStatus, RetiredLink
+from models import (
+    ActionItem,
+    ActionStatus,
+    ApprovalRequest,
+    ApprovalStatus,
+    Case,
+    CaseStatus,
+    RetiredLink,
+)
 from models.db import utcnow
 
 TOKEN_BYTES = 32  # 256 bits: guessing one is out of reach, so a plain hash is enough to store
@@ -61,6 +69,10 @@ def action_url(action_id: int, token: str) -> str:
     return f"{settings.base_url}/actions/{action_id}/{token}"
 
 
+def choice_url(case_id: int, token: str) -> str:
+    return f"{settings.base_url}/choices/{case_id}/{token}"
+
+
 def _same(stored: str | None, offered: str) -> bool:
     return stored is not None and hmac.compare_digest(stored, offered)
 
@@ -91,6 +103,7 @@ def refusal(session: Session, token_hash: str) -> LinkRefused:
             select(ApprovalRequest.id).where(ApprovalRequest.token_hash == token_hash)
         ).first()
         or session.exec(select(ActionItem.id).where(ActionItem.token_hash == token_hash)).first()
+        or session.exec(select(Case.id).where(Case.choice_token_hash == token_hash)).first()
     )
     if foreign is not None:
         return LinkRefused(
@@ -145,3 +158,25 @@ def check_action_link(
         raise LinkRefused("used", f"This action is already {action.status}{when}.", 410)
     _refuse_expired(action.token_expires_at, now)
     return action
+
+
+def check_choice_link(
+    *, session: Session, case_id: int, token: str, now: datetime | None = None
+) -> Case:
+    """The case whose offered alternatives this link may choose from, or LinkRefused saying why
+    not: the customer already chose (or declined), or the link expired."""
+    now = now or utcnow()
+    token_hash = hash_token(token)
+    case = session.get(Case, case_id, populate_existing=True)
+    if case is None or not _same(case.choice_token_hash, token_hash):
+        raise refusal(session, token_hash)
+    if case.status != CaseStatus.awaiting_customer:
+        raise LinkRefused(
+            "used",
+            "This link has already been used: your choice about "
+            f"{case.reference} was recorded on {case.updated_at:%Y-%m-%d %H:%M} UTC. "
+            "If you would like to change it, please reply to our email.",
+            410,
+        )
+    _refuse_expired(case.choice_expires_at, now)
+    return case
