@@ -21,6 +21,7 @@ PUBLIC = {
     "/healthz",
     "/approvals/{approval_id}/{token}",
     "/actions/{action_id}/{token}",
+    "/choices/{case_id}/{token}",
     "/unsubscribe/{customer_id}/{purpose}/{token}",
     "/signin",
     "/signin/{token}",
