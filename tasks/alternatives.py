@@ -483,6 +483,10 @@ def _offer(
     now = utcnow()
     token, token_hash = links.new_token()
     expires = now + timedelta(days=settings.choice_link_expiry_days)
+    # A second round (after a decline): the first offer's link then says it was replaced.
+    links.retire(
+        session=session, token_hash=case.choice_token_hash, kind="choice", target_id=case.id, at=now
+    )
     case.status, case.updated_at = CaseStatus.awaiting_customer, now
     case.choice_token_hash, case.choice_expires_at = token_hash, expires
     # The offer is this update; if the customer says nothing, the owner follows up when it lapses.

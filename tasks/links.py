@@ -7,7 +7,7 @@ import secrets
 from datetime import datetime
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from improve.errors import LinkRefused
 from improve.settings import settings
@@ -17,6 +17,7 @@ from models import (
     ApprovalRequest,
     ApprovalStatus,
     Case,
+    CaseNote,
     CaseStatus,
     RetiredLink,
 )
@@ -171,11 +172,20 @@ def check_choice_link(
     if case is None or not _same(case.choice_token_hash, token_hash):
         raise refusal(session, token_hash)
     if case.status != CaseStatus.awaiting_customer:
+        answer = session.exec(
+            select(CaseNote)
+            .where(CaseNote.case_id == case_id, col(CaseNote.what).in_(["accepted", "declined"]))
+            .order_by(col(CaseNote.id).desc())
+        ).first()
+        said = (
+            f"you {answer.what} the options for {case.reference} on {answer.at:%Y-%m-%d %H:%M} UTC"
+            if answer
+            else f"{case.reference} no longer waits for your choice"
+        )
         raise LinkRefused(
             "used",
-            "This link has already been used: your choice about "
-            f"{case.reference} was recorded on {case.updated_at:%Y-%m-%d %H:%M} UTC. "
-            "If you would like to change it, please reply to our email.",
+            f"This link has already been used: {said}. If you would like to change your "
+            "answer, please reply to our email and we will help.",
             410,
         )
     _refuse_expired(case.choice_expires_at, now)

@@ -314,3 +314,36 @@ async def test_only_the_owner_or_operations_may_mark_a_case(
     refused = await anonymous.post(f"/cases/{case.id}/cannot-meet", data={"reason": REASON})
 
     assert refused.status_code == 403 and "Only the owner of CASE-" in refused.text
+
+
+async def test_after_a_decline_a_new_round_is_offered_and_the_old_link_says_it_was_replaced(
+    anonymous: httpx.AsyncClient, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given = offer(session, monkeypatch)
+    await anonymous.post(given.path, data={"decision": "decline", "note": "Not for me"})
+
+    mark_cannot_meet(
+        session=session,
+        case_id=given.case.id,
+        reason=REASON,
+        alternatives=[AlternativeIn("Fit a second-hand heater", "", 180, "heat this week", 3)],
+        actor=given.owner.email,
+        channel=Channel.web,
+    )
+    session.commit()
+
+    old = await anonymous.get(given.path)
+    assert old.status_code == 410 and "replaced by a newer one" in old.text
+    offers = session.exec(
+        select(OutboxEmail)
+        .where(OutboxEmail.template == "alternatives_offer")
+        .order_by(OutboxEmail.id)  # type: ignore[arg-type]
+    ).all()
+    assert len(offers) == 2
+    new = await anonymous.get(link_in(offers[-1]).removeprefix(settings.base_url))
+    assert new.status_code == 200
+    assert "Fit a second-hand heater" in new.text and "Lend a portable heater" not in new.text
+    positions = session.exec(
+        select(Alternative.position).where(Alternative.case_id == given.case.id)
+    ).all()
+    assert sorted(positions) == [1, 2, 3]
