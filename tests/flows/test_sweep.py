@@ -18,10 +18,27 @@ from flows.advance_improvement import advance_improvement
 from flows.route_improvement import route_improvement
 from flows.sweep import sweep
 from improve.settings import settings
-from models import ActionItem, ApprovalRequest, ApprovalStatus, Category, Improvement, Status
+from models import (
+    ActionItem,
+    ApprovalRequest,
+    ApprovalStatus,
+    Case,
+    CaseStatus,
+    Category,
+    Channel,
+    Improvement,
+    Status,
+)
 from models.db import utcnow
+from tasks.alternatives import AlternativeIn, mark_cannot_meet
 from tasks.decisions import advance_after_decision
-from tests.factories import make_approver, make_colleague, make_customer, make_improvement
+from tests.factories import (
+    make_approver,
+    make_case,
+    make_colleague,
+    make_customer,
+    make_improvement,
+)
 from tests.flows.helpers import decide, finish_open_people_steps, to
 from tests.smtpd import SmtpServer
 
@@ -168,3 +185,40 @@ async def test_a_failing_step_is_reported_and_every_other_step_still_runs(
     # The broken step is still there for operations; nothing else is left to do.
     again = await sweep(return_state=True)
     assert again.is_failed() and "asked_again" not in (again.message or "")
+
+
+async def test_the_sweep_offers_alternatives_whose_approval_event_was_lost(
+    session: Session, smtp: SmtpServer
+) -> None:
+    owner = make_colleague(session, "Dana Owner")
+    make_approver(session, "Alex Approver", category=Category.alternative_solution)
+    customer = make_customer(session, "Mrs Ames", email="ames@example.com")
+    case = make_case(session, customer, owner)
+    marked = mark_cannot_meet(
+        session=session,
+        case_id=case.id,
+        reason="The heater model is no longer made.",
+        alternatives=[AlternativeIn("Fit a new heater", "", 900, "a modern heater", 10)],
+        actor=owner.email,
+        channel=Channel.web,
+    )
+    session.commit()
+    [improvement_id] = marked.submitted
+    await route_improvement(improvement_id)
+    decide(session, improvement_id, approve=True)
+    # The decision's flow approved it, then died before settling the case.
+    advance_after_decision(session=session, improvement_id=improvement_id, actor="advance")
+    session.commit()
+    backdate(session, Case, "updated_at", id=case.id)
+    smtp.clear()
+
+    first = await sweep()
+    second = await sweep()
+
+    assert first["settled"] == 1 and second.get("settled", 0) == 0
+    [offer] = to(smtp, customer.email)
+    assert "Other ways we can help: CASE-" in offer.subject
+    session.expire_all()
+    assert session.get(Case, case.id).status == CaseStatus.awaiting_customer  # type: ignore[union-attr]
+    # Approved, but not planned: that waits for the customer's choice.
+    assert session.get(Improvement, improvement_id).status == Status.approved  # type: ignore[union-attr]
