@@ -5,6 +5,7 @@ The customer's answer (accept one, or decline) is in tasks/choices.py.
 """
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from models import (
     Improvement,
     ImprovementCreate,
     Partner,
+    Source,
     Status,
     Transition,
 )
@@ -43,7 +45,6 @@ from tasks.mail import queue_email
 from tasks.routing import holds_authority, levels_needed
 from tasks.submission import submit_improvement
 
-ORGANISATION = "us"  # how the organisation is named as a provider on forms and pages
 # Statuses a case may be marked "cannot meet" from: not while a round of alternatives is live.
 MARKABLE = (CaseStatus.open, CaseStatus.delayed)
 # Improvement statuses that mean its approvers said yes (planning may already have started).
@@ -192,6 +193,14 @@ def _check(
     return description, partner, float(cost or 0), benefit, int(days or 0)
 
 
+def _from_mapping(raw: Mapping[str, Any]) -> AlternativeIn:
+    """An alternative sent as JSON: unknown keys are ignored, missing ones left blank."""
+    known = {name: raw[name] for name in AlternativeIn.__dataclass_fields__ if name in raw}
+    for text in ("description", "partner_email", "benefit"):
+        known[text] = str(known.get(text) or "")
+    return AlternativeIn(**known)
+
+
 def own_authority(session: Session, owner: Colleague, cost: float) -> Authority | None:
     """The owner's alternative-solution authority that covers `cost` at every level it needs
     (tasks.routing.holds_authority, the rule goodwill uses too), or None."""
@@ -214,7 +223,7 @@ def mark_cannot_meet(
     session: Session,
     case_id: int,
     reason: str,
-    alternatives: list[AlternativeIn],
+    alternatives: Sequence[AlternativeIn | Mapping[str, Any]],
     actor: str,
     channel: Channel,
 ) -> Marked:
@@ -243,7 +252,8 @@ def mark_cannot_meet(
         errors["reason"] = f"can be at most 2,000 characters (it is {len(reason):,})"
     if not alternatives:
         errors["alternatives"] = "propose at least one alternative we can offer the customer"
-    checked = [_check(session, n, raw, errors) for n, raw in enumerate(alternatives, start=1)]
+    given = [a if isinstance(a, AlternativeIn) else _from_mapping(a) for a in alternatives]
+    checked = [_check(session, n, raw, errors) for n, raw in enumerate(given, start=1)]
     if errors:
         raise InvalidInput(errors)
     owner = session.get(Colleague, case.owner_id)
@@ -332,7 +342,7 @@ def _submit_for_approval(
         title=f"Alternative for {case.reference}: {alternative.description}"[:200],
         description=description[:10_000],
         category=Category.alternative_solution,
-        source="triggered",  # type: ignore[arg-type]
+        source=Source.triggered,
         estimated_cost=alternative.cost,
         submitter_email=owner.email,
         customer_emails=[customer.email],
@@ -381,13 +391,14 @@ def _take_decisions(session: Session, case: Case, round_: list[Alternative], act
             case.id,  # type: ignore[arg-type]
             f"alternative_{what}",
             f"Alternative {alternative.position} {what} through {improvement.reference}"
-            + _last_word(session, improvement),
+            + _latest_reason(session, improvement),
             actor,
             Channel.flow,
         )
 
 
-def _last_word(session: Session, improvement: Improvement) -> str:
+def _latest_reason(session: Session, improvement: Improvement) -> str:
+    """ ": <why>" from the improvement's newest history row (the approver's words), or "."."""
     last = session.exec(
         select(Transition)
         .where(Transition.improvement_id == improvement.id)
@@ -438,21 +449,22 @@ def cases_to_settle(*, session: Session, changed_before: datetime | None = None)
     query = select(Case.id).where(Case.status == CaseStatus.cannot_meet)
     if changed_before is not None:
         query = query.where(col(Case.updated_at) <= changed_before)
-    due = []
-    for case_id in session.exec(query.order_by(col(Case.id))).all():
-        assert case_id is not None
-        round_ = current_round(session, case_id)
-        if all(
-            a.status != AlternativeStatus.proposed
-            or (
-                a.improvement_id is not None
-                and get_improvement(session=session, improvement_id=a.improvement_id).status
-                not in (Status.submitted, Status.awaiting_approval, Status.identified)
-            )
-            for a in round_
-        ):
-            due.append(case_id)
-    return due
+    return [
+        case_id
+        for case_id in session.exec(query.order_by(col(Case.id))).all()
+        if case_id is not None
+        and all(_decided(session, a) for a in current_round(session, case_id))
+    ]
+
+
+def _decided(session: Session, alternative: Alternative) -> bool:
+    """Approved on the owner's authority, or its improvement's approvers have answered."""
+    if alternative.status != AlternativeStatus.proposed:
+        return True
+    if alternative.improvement_id is None:
+        return False
+    improvement = get_improvement(session=session, improvement_id=alternative.improvement_id)
+    return improvement.status in (*SAID_YES, Status.rejected, Status.cancelled)
 
 
 def awaits_customer(*, session: Session, improvement_id: int) -> bool:

@@ -27,6 +27,7 @@ from models import (
     Improvement,
     ImprovementCreate,
     Partner,
+    Source,
     Status,
 )
 from models.db import utcnow
@@ -165,7 +166,7 @@ def _plan_for(
                 f"{chosen.description}\nCost and benefit: {summary}."
             ),
             category=Category.alternative_solution,
-            source="triggered",  # type: ignore[arg-type]
+            source=Source.triggered,
             estimated_cost=chosen.cost,
             submitter_email=owner.email,
             customer_emails=[customer.email],

@@ -362,3 +362,17 @@ def test_the_sweep_offers_what_a_lost_event_left_waiting(session: Session, peopl
     session.commit()  # ... and the event that would have settled the case is lost
 
     assert cases_to_settle(session=session) == [people.case.id]
+
+
+def test_alternatives_sent_as_json_are_checked_alike(session: Session, people: People) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        mark(
+            session,
+            people,
+            {"description": "Lend a heater", "benefit": "warmth", "days_to_deliver": 1},
+        )  # type: ignore[arg-type]
+
+    assert refused.value.errors == {
+        "alternatives.1.cost": "alternative 1 (“Lend a heater”) has no cost: say what it costs us "
+        "(0 if nothing)"
+    }
