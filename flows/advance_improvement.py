@@ -13,6 +13,7 @@ from flows.steps import (
     run_automatic_step,
     run_name,
     send_outbox,
+    settle_alternatives,
 )
 
 
@@ -21,6 +22,7 @@ async def advance_improvement(improvement_id: int) -> str:
     """Take an improvement as far as its decisions and done actions allow, then stop."""
     await label_run(improvement_id)
     outcome = await advance_after_decision(improvement_id)
+    await settle_alternatives(improvement_id)  # an alternative for a customer: offer it
     if await awaits_plan(improvement_id):
         await plan_actions(improvement_id)
     for action_id in await open_automatic_steps(improvement_id):

@@ -22,6 +22,7 @@ from improve.errors import IllegalTransition, ImproveError, ImprovementNotFound
 from models import Channel, Improvement, Status
 from models.db import session_scope, utcnow
 from tasks import (
+    alternatives,
     approvals,
     automatic,
     cases,
@@ -113,6 +114,25 @@ async def advance_after_decision(improvement_id: int) -> str:
     with session_scope() as session:
         return decisions.advance_after_decision(
             session=session, improvement_id=improvement_id, actor=_actor()
+        )
+
+
+@side_effect
+async def settle_alternatives(improvement_id: int) -> str:
+    """An alternative's approval landed: offer the customer the approved ones once none waits,
+    or give the case back to its owner when all were rejected."""
+    with session_scope() as session:
+        return alternatives.settle_after_decision(
+            session=session, improvement_id=improvement_id, actor=_actor()
+        )
+
+
+@side_effect
+async def settle_case(case_id: int) -> str:
+    """Offer a case's approved alternatives, or give it back to its owner, once decided."""
+    with session_scope() as session:
+        return alternatives.settle_case(
+            session=session, case_id=case_id, actor=_actor(), channel=Channel.sweep
         )
 
 
@@ -218,7 +238,10 @@ async def awaits_plan(improvement_id: int) -> bool:
     """Approved but not yet planned: just decided, within the submitter's own authority, or
     a decision whose planning failed every retry."""
     improvement = _improvement(improvement_id)
-    return improvement is not None and improvement.status == Status.approved
+    if improvement is None or improvement.status != Status.approved:
+        return False
+    with session_scope() as session:  # an alternative is planned once the customer accepts it
+        return not alternatives.awaits_customer(session=session, improvement_id=improvement_id)
 
 
 def _still_in(status: Status, since: Any) -> list[int]:
@@ -251,8 +274,22 @@ async def find_stuck() -> list[str]:
 
 @read
 async def find_unplanned() -> list[int]:
-    """Improvements approved over a minute ago whose action plan was never made."""
-    return _still_in(Status.approved, Improvement.updated_at)
+    """Improvements approved over a minute ago whose action plan was never made (an alternative
+    offered to a customer waits for their choice)."""
+    approved = _still_in(Status.approved, Improvement.updated_at)
+    with session_scope() as session:
+        return [
+            i
+            for i in approved
+            if not alternatives.awaits_customer(session=session, improvement_id=i)
+        ]
+
+
+@read
+async def find_cases_to_settle() -> list[int]:
+    """Cases whose alternatives' approvals are all decided but were never offered (a lost event)."""
+    with session_scope() as session:
+        return alternatives.cases_to_settle(session=session, changed_before=utcnow() - EVENT_GRACE)
 
 
 @read

@@ -16,6 +16,7 @@ from flows.steps import (
     ask_again,
     complete_improvement,
     emit_completed,
+    find_cases_to_settle,
     find_due_automatic_steps,
     find_lost_decisions,
     find_ready_to_complete,
@@ -29,6 +30,7 @@ from flows.steps import (
     remind_and_escalate_actions,
     run_automatic_step,
     send_outbox,
+    settle_case,
 )
 from improve.errors import ImproveError
 from models.db import utcnow
@@ -64,6 +66,11 @@ async def sweep() -> dict[str, int]:
     async with report.step("advance", "lost decisions acted on") as step:
         for improvement_id in await find_lost_decisions():
             step.count("advanced", await advance_improvement(improvement_id, return_state=True))
+    async with report.step("offer", "cases whose alternatives were offered or returned") as step:
+        for case_id in await find_cases_to_settle():
+            state = await settle_case(case_id, return_state=True)
+            if not state.is_completed() or await state.result() in ("offered", "returned"):
+                step.count("settled", state)
     async with report.step("plan", "approved improvements planned") as step:
         for improvement_id in await find_unplanned():
             step.count("planned", await advance_improvement(improvement_id, return_state=True))

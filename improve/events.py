@@ -11,6 +11,8 @@ APPROVAL_DECIDED = "improve.approval.decided"
 ACTION_COMPLETED = "improve.action.completed"
 COMPLETED = "improve.improvement.completed"
 CASE_UPDATE_OVERDUE = "improve.case.update-overdue"
+# A customer accepted an alternative: its improvement is planned (advance-improvement).
+ALTERNATIVE_ACCEPTED = "improve.alternative.accepted"
 
 log = logging.getLogger(__name__)
 

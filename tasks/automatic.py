@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 from improve.errors import InvalidInput, NotFound
 from models import ActionItem, ActionStatus, Improvement, Purpose, Status
 from models.db import utcnow
+from tasks.choices import customer_update_summary
 from tasks.consent import consenting_customer_ids
 from tasks.impact import (
     affected_customers,
@@ -126,6 +127,10 @@ def _notify_customers(session: Session, item: ActionItem, improvement: Improveme
 
 
 def _send_customer_update(session: Session, item: ActionItem, improvement: Improvement) -> str:
+    # An accepted alternative is told in the customer's terms: its description is for approvers.
+    chosen = customer_update_summary(session, improvement)
+    if chosen is not None:
+        return _tell(session, item, improvement, chosen, only_case_customer=True)
     summary = translations(
         en=f"An update from us: “{improvement.title}”. {_short(improvement)}".strip(),
         cy=f"Diweddariad gennym: “{improvement.title}”. {_short(improvement)}".strip(),
@@ -134,7 +139,12 @@ def _send_customer_update(session: Session, item: ActionItem, improvement: Impro
 
 
 def _tell(
-    session: Session, item: ActionItem, improvement: Improvement, summary: dict[str, str]
+    session: Session,
+    item: ActionItem,
+    improvement: Improvement,
+    summary: str | dict[str, str],
+    *,
+    only_case_customer: bool = False,
 ) -> str:
     counts = queue_customer_notices(
         session=session,
@@ -142,6 +152,7 @@ def _tell(
         key_prefix=f"step:{item.id}",
         summary=summary,
         lines=[],  # the template lists these as achieved; mid-plan the estimate is in the summary
+        only_case_customer=only_case_customer,
     )
     return (
         f"Notice queued for {counts['customers']} customer(s); "

@@ -24,7 +24,6 @@ from models import (
     Category,
     Channel,
     Colleague,
-    ContactFormat,
     Customer,
     Improvement,
     ImprovementCustomer,
@@ -33,6 +32,7 @@ from models import (
     Status,
 )
 from models.db import utcnow
+from tasks.consent import queue_customer_email
 from tasks.escalation import SWEEP
 from tasks.lifecycle import get_improvement, move, record_creation
 from tasks.mail import queue_email
@@ -453,11 +453,12 @@ def send_update(
     idempotency_key = own_key or f"case:{case.id}:update:{uuid4().hex}"
     customer = session.get(Customer, case.customer_id)
     assert customer is not None and case.id is not None
-    email = queue_email(
+    email = queue_customer_email(
         session=session,
         key=idempotency_key,
-        to=customer.email,
+        customer=customer,
         template="case_update",
+        purpose=None,  # service on their own case
         context={
             "customer_name": customer.name,
             "reference": case.reference,
@@ -465,7 +466,6 @@ def send_update(
             "update_subject": subject,
             "body": body,
             "sender_name": by.name,
-            "text_only": customer.contact_format == ContactFormat.text,
         },
         improvement_id=case.overdue_improvement_id,
     )

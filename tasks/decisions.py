@@ -14,6 +14,7 @@ from improve.settings import settings
 from models import ApprovalRequest, ApprovalStatus, Channel, Colleague, Improvement, Status
 from models.db import utcnow
 from tasks import links
+from tasks.alternatives import awaits_customer
 from tasks.approvals import approval_requests, get_colleague, request_approvals
 from tasks.lifecycle import get_improvement, lock_improvement, move, note
 from tasks.mail import queue_email
@@ -216,7 +217,12 @@ def _queue_decision_email(
     principal = (
         session.get(Colleague, decision.on_behalf_of_id) if decision.on_behalf_of_id else None
     )
-    if approved:
+    if approved and awaits_customer(session=session, improvement_id=improvement.id):  # type: ignore[arg-type]
+        next_steps = (
+            "It is an alternative for a customer whose need cannot be met: they are offered it "
+            "next, with any other approved alternatives, and it is planned only if they choose it."
+        )
+    elif approved:
         next_steps = (
             "An action plan is being drawn up now. Each step's owner will get an email with what "
             "to do and by when, and you can follow the progress on the status page."

@@ -30,6 +30,7 @@ from models import (
     Status,
 )
 from tasks import links
+from tasks.alternatives import awaits_customer
 from tasks.approvals import (
     approval_requests,
     ask,
@@ -330,6 +331,8 @@ def _why_stuck(session: Session, improvement: Improvement, *, now: datetime) -> 
     if any(item.status == ActionStatus.open for item in items):
         return None
     if status == Status.approved:
+        if awaits_customer(session=session, improvement_id=improvement.id):
+            return None  # an alternative offered to a customer: planned once they accept it
         return Stuck(
             improvement,
             f"approved on {improvement.updated_at:%Y-%m-%d %H:%M}, but no action plan was made",

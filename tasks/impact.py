@@ -22,6 +22,7 @@ from models import (
     Purpose,
     Status,
 )
+from tasks.choices import case_customer_id, queue_done_notice
 from tasks.consent import consenting_customer_ids, queue_customer_email
 from tasks.lifecycle import get_improvement
 from tasks.mail import queue_email, translations
@@ -122,16 +123,24 @@ def queue_customer_notices(
     key_prefix: str,
     summary: str | dict[str, str],
     lines: list[str] | None = None,
+    only_case_customer: bool = False,
 ) -> dict[str, int]:
     """A customer_notice to each affected customer who agreed to improvement updates.
 
     `summary` is text, or the same text in each language (tasks.mail.translations); the lines of
     what it achieved are given in each language unless `lines` says otherwise. Keys are
     f"{key_prefix}:customer:{id}"; returns {"customers": notices due, "queued": new rows,
-    "not_consented": customers left alone}.
+    "not_consented": customers left alone}. The customer whose accepted alternative this
+    improvement delivers is told in their own words (tasks/choices.py): general notices leave
+    them out, and `only_case_customer` writes to nobody else.
     """
     assert improvement.id is not None
-    customers = affected_customers(session=session, improvement_id=improvement.id)
+    own = case_customer_id(session, improvement.id)
+    customers = [
+        c
+        for c in affected_customers(session=session, improvement_id=improvement.id)
+        if own is None or (c.id == own) == only_case_customer
+    ]
     consenting = consenting_customer_ids(
         session=session,
         customer_ids=[c.id for c in customers if c.id is not None],
@@ -273,6 +282,8 @@ def announce_completion(*, session: Session, improvement_id: int) -> dict[str, i
         "Thank you for working on it with us.",
     )
     queued = customers["queued"] + partners["queued"]
+    # The customer of a case whose accepted alternative this was: told it is done, case closed.
+    queue_done_notice(session=session, improvement_id=improvement_id)
     key = announced_key(improvement_id)
     if not _exists(session, key):
         name, email = _colleague_to_thank(session, improvement)

@@ -7,7 +7,7 @@ import secrets
 from datetime import datetime
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from improve.errors import LinkRefused
 from improve.settings import settings
@@ -16,6 +16,9 @@ from models import (
     ActionStatus,
     ApprovalRequest,
     ApprovalStatus,
+    Case,
+    CaseNote,
+    CaseStatus,
     HelpRequest,
     HelpStatus,
     RetiredLink,
@@ -79,6 +82,10 @@ def case_update_url(case_id: int) -> str:
     return f"{settings.base_url}/cases/{case_id}/update"
 
 
+def choice_url(case_id: int, token: str) -> str:
+    return f"{settings.base_url}/choices/{case_id}/{token}"
+
+
 def _same(stored: str | None, offered: str) -> bool:
     return stored is not None and hmac.compare_digest(stored, offered)
 
@@ -110,6 +117,7 @@ def refusal(session: Session, token_hash: str) -> LinkRefused:
         ).first()
         or session.exec(select(ActionItem.id).where(ActionItem.token_hash == token_hash)).first()
         or session.exec(select(HelpRequest.id).where(HelpRequest.token_hash == token_hash)).first()
+        or session.exec(select(Case.id).where(Case.choice_token_hash == token_hash)).first()
     )
     if foreign is not None:
         return LinkRefused(
@@ -187,3 +195,34 @@ def check_help_link(
         )
     _refuse_expired(help_request.expires_at, now)
     return help_request
+
+
+def check_choice_link(
+    *, session: Session, case_id: int, token: str, now: datetime | None = None
+) -> Case:
+    """The case whose offered alternatives this link may choose from, or LinkRefused saying why
+    not: the customer already chose (or declined), or the link expired."""
+    now = now or utcnow()
+    token_hash = hash_token(token)
+    case = session.get(Case, case_id, populate_existing=True)
+    if case is None or not _same(case.choice_token_hash, token_hash):
+        raise refusal(session, token_hash)
+    if case.status != CaseStatus.awaiting_customer:
+        answer = session.exec(
+            select(CaseNote)
+            .where(CaseNote.case_id == case_id, col(CaseNote.what).in_(["accepted", "declined"]))
+            .order_by(col(CaseNote.id).desc())
+        ).first()
+        said = (
+            f"you {answer.what} the options for {case.reference} on {answer.at:%Y-%m-%d %H:%M} UTC"
+            if answer
+            else f"{case.reference} no longer waits for your choice"
+        )
+        raise LinkRefused(
+            "used",
+            f"This link has already been used: {said}. If you would like to change your "
+            "answer, please reply to our email and we will help.",
+            410,
+        )
+    _refuse_expired(case.choice_expires_at, now)
+    return case

@@ -36,7 +36,10 @@ ESSENTIAL = frozenset(
         "sign_in",
         "help_request",
         "help_answer",
-        "case_update",  # an update on a customer's own case is service, not news
+        # Service on a customer's own case, not news: no consent asked, never unsubscribed from.
+        "case_update",
+        "alternatives_offer",
+        "alternative_done",
     }
 )
 # The context key under which a customer email keeps the purpose it serves (Purpose.value): the

@@ -1,6 +1,6 @@
 """Plain functions that make believable test data, committed to the real database."""
 
-from datetime import date
+from datetime import date, timedelta
 from itertools import count
 from typing import Any
 
@@ -23,6 +23,7 @@ from models import (
     Purpose,
     Status,
 )
+from models.db import utcnow
 from tasks.lifecycle import record_creation
 from tasks.mail import context_of
 
@@ -161,11 +162,14 @@ def make_case(
     subject: str = "Replacement bin not delivered",
     **fields: Any,
 ) -> Case:
-    """An open customer case, straight from the model (no email, no event)."""
+    """An open customer case, straight from the model (no email, no event), due an update in a
+    week."""
     case = Case(
         customer_id=(customer or make_customer(session)).id,
         subject=subject,
         owner_id=owner.id,
+        details=fields.pop("details", "The customer's replacement has not arrived."),
+        next_update_due=fields.pop("next_update_due", utcnow() + timedelta(days=7)),
         **fields,
     )
     session.add(case)

@@ -20,7 +20,11 @@ def test_every_flow_module_is_a_deployment_started_by_its_events() -> None:
     }
     assert started_by == {
         "route-improvement": {events.SUBMITTED, events.CASE_UPDATE_OVERDUE},
-        "advance-improvement": {events.APPROVAL_DECIDED, events.ACTION_COMPLETED},
+        "advance-improvement": {
+            events.APPROVAL_DECIDED,
+            events.ACTION_COMPLETED,
+            events.ALTERNATIVE_ACCEPTED,
+        },
         "announce-impact": {events.COMPLETED},
         "sweep": set(),
     }

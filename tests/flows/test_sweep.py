@@ -25,13 +25,21 @@ from models import (
     Case,
     CaseStatus,
     Category,
+    Channel,
     Improvement,
     Status,
 )
 from models.db import utcnow
+from tasks.alternatives import AlternativeIn, mark_cannot_meet
 from tasks.cases import open_case
 from tasks.decisions import advance_after_decision
-from tests.factories import make_approver, make_colleague, make_customer, make_improvement
+from tests.factories import (
+    make_approver,
+    make_case,
+    make_colleague,
+    make_customer,
+    make_improvement,
+)
 from tests.flows.helpers import decide, finish_open_people_steps, to
 from tests.smtpd import SmtpServer
 
@@ -208,3 +216,40 @@ async def test_an_overdue_case_update_is_raised_once_however_often_the_sweep_run
     [assigned] = to(smtp, owner.email)
     assert f"/cases/{case.id}/update" in assigned.text
     assert (await sweep()).get("overdue_raised", 0) == 0
+
+
+async def test_the_sweep_offers_alternatives_whose_approval_event_was_lost(
+    session: Session, smtp: SmtpServer
+) -> None:
+    owner = make_colleague(session, "Dana Owner")
+    make_approver(session, "Alex Approver", category=Category.alternative_solution)
+    customer = make_customer(session, "Mrs Ames", email="ames@example.com")
+    case = make_case(session, owner, customer)
+    marked = mark_cannot_meet(
+        session=session,
+        case_id=case.id,
+        reason="The heater model is no longer made.",
+        alternatives=[AlternativeIn("Fit a new heater", "", 900, "a modern heater", 10)],
+        actor=owner.email,
+        channel=Channel.web,
+    )
+    session.commit()
+    [improvement_id] = marked.submitted
+    await route_improvement(improvement_id)
+    decide(session, improvement_id, approve=True)
+    # The decision's flow approved it, then died before settling the case.
+    advance_after_decision(session=session, improvement_id=improvement_id, actor="advance")
+    session.commit()
+    backdate(session, Case, "updated_at", id=case.id)
+    smtp.clear()
+
+    first = await sweep()
+    second = await sweep()
+
+    assert first["settled"] == 1 and second.get("settled", 0) == 0
+    [offer] = to(smtp, customer.email)
+    assert "Other ways we can help: CASE-" in offer.subject
+    session.expire_all()
+    assert session.get(Case, case.id).status == CaseStatus.awaiting_customer  # type: ignore[union-attr]
+    # Approved, but not planned: that waits for the customer's choice.
+    assert session.get(Improvement, improvement_id).status == Status.approved  # type: ignore[union-attr]

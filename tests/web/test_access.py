@@ -22,6 +22,7 @@ PUBLIC = {
     "/approvals/{approval_id}/{token}",
     "/actions/{action_id}/{token}",
     "/help/{help_id}/{token}",
+    "/choices/{case_id}/{token}",
     "/unsubscribe/{customer_id}/{purpose}/{token}",
     "/signin",
     "/signin/{token}",
