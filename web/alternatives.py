@@ -152,7 +152,7 @@ async def cannot_meet(request: Request, case_id: Id, colleague: Staff) -> Respon
         events.emit_submitted(
             improvement_id=improvement_id, submitter_id=submitter_id, channel=Channel.web
         )
-    response = RedirectResponse(f"/cases/{case_id}/alternatives", status_code=303)
+    response = RedirectResponse(f"/cases/{case_id}#alternatives", status_code=303)
     if emails:  # an offer made at once goes now, not with the next sweep
         response.background = BackgroundTask(send_due, only=emails)
     return response

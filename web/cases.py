@@ -13,6 +13,7 @@ from models import CaseStatus, Colleague, Customer
 from models.db import get_engine, session_scope, utcnow
 from tasks import cases
 from tasks.help import help_panel
+from web.alternatives import panel_context
 from web.auth import Staff
 from web.forms import Id, parse_day, parse_moment
 from web.render import page
@@ -133,7 +134,9 @@ def _case_page(
         help_asked = help_panel(
             session=session, signed_in_id=signed_in.id if signed_in else None, case_id=case_id
         )
+        more = panel_context(session, case_id, signed_in) if signed_in else {}
     context: dict[str, Any] = {
+        **more,
         "help": help_asked,
         "view": view,
         "case": view.case,

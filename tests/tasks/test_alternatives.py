@@ -34,7 +34,7 @@ from tasks.alternatives import (
 )
 from tasks.approvals import route_improvement
 from tasks.decisions import advance_after_decision, record_decision
-from tasks.mail import context_of, render
+from tasks.mail import build_message, context_of, reader_for, render
 from tests.factories import (
     make_approver,
     make_authority,
@@ -376,3 +376,18 @@ def test_alternatives_sent_as_json_are_checked_alike(session: Session, people: P
         "alternatives.1.cost": "alternative 1 (“Lend a heater”) has no cost: say what it costs us "
         "(0 if nothing)"
     }
+
+
+def test_a_customer_who_reads_welsh_is_offered_in_welsh(session: Session, people: People) -> None:
+    people.customer.language = "cy"
+    session.add(people.customer)
+    session.commit()
+    mark(session, people, heater())
+
+    [offer] = outbox(session, "alternatives_offer")
+    message = build_message(offer, reader_for(people.customer))
+    assert message["Subject"] == f"Ffyrdd eraill y gallwn helpu: CASE-{people.case.id} " + (
+        people.case.subject
+    )
+    text = message.get_body(("plain",)).get_content()
+    assert "Annwyl Mrs Ames" in text and REASON in text and "Lend a portable heater" in text

@@ -294,11 +294,13 @@ async def test_the_owner_marks_a_case_and_the_panel_shows_the_summary(
 
     assert sent.status_code == 303, sent.text
     assert case_now(session, case).status == CaseStatus.awaiting_customer
+    assert sent.headers["location"] == f"/cases/{case.id}#alternatives"  # the case page
     panel = await anonymous.get(sent.headers["location"])
-    assert panel.status_code == 200
+    assert panel.status_code == 200 and "Help from colleagues" in panel.text
     assert "£120 to us; the customer gets a warm home within 1 day" in panel.text
     assert "within the owner's own authority" in panel.text
-    assert 'action="/cases/' not in panel.text  # no second round while the customer chooses
+    # No second round while the customer chooses.
+    assert f'action="/cases/{case.id}/cannot-meet"' not in panel.text
     # The offer was sent at once, not left for the next sweep.
     [sent_offer] = smtp.received
     assert sent_offer.recipients == ["ames@example.com"]
