@@ -21,6 +21,7 @@ from models import (
     Purpose,
 )
 from models.db import utcnow
+from tasks.alternatives import AlternativeIn, mark_cannot_meet
 from tasks.approvals import route_improvement
 from tasks.automatic import open_automatic_steps, run_automatic_step
 from tasks.cases import change_case, mark_delayed, open_case, send_update
@@ -633,7 +634,24 @@ def _cases(session: Session, people: dict[str, Colleague], customers: list[Custo
         close=True, reason="Reinstated on the 9th; the customer confirmed it is safe.",
         now=now - 4 * days,
     )  # fmt: skip
-    return 5
+    # A need that cannot be met: Sam offers two alternatives within his own authority, and the
+    # customer's email with the choice link waits in the outbox (the mail page shows it).
+    cannot = opened(
+        "Sam Lee", customers[5 % len(customers)], "Move the water meter indoors",
+        "The customer cannot reach the meter pit to read it; asked for it to be moved inside.", 6,
+    )  # fmt: skip
+    mark_cannot_meet(
+        session=session, case_id=cannot, actor=people["Sam Lee"].email, channel=Channel.web,
+        reason="The supply pipe enters the house under a solid floor, so an indoor meter would "
+        "mean digging up the kitchen; we would not ask that of anyone.",
+        alternatives=[
+            AlternativeIn("Fit a smart meter in the pit that sends its own readings", "", 240,
+                          "no more readings to take, and bills on real use", 14),
+            AlternativeIn("Read the meter for you every quarter", "", 60,
+                          "accurate bills with nothing for you to do", 2),
+        ],
+    )  # fmt: skip
+    return 6
 
 
 # How far some demo improvements have already got, so the dashboard has a history and an impact

@@ -56,7 +56,17 @@ def test_seed_demo_builds_a_believable_organisation_once(session: Session) -> No
     from models.db import utcnow
 
     seeded = session.exec(select(Case)).all()
-    assert sorted(c.status for c in seeded) == ["closed", "delayed", "delayed", "open", "open"]
+    assert sorted(c.status for c in seeded) == [
+        "awaiting_customer", "closed", "delayed", "delayed", "open", "open",
+    ]  # fmt: skip
+    # One waits for the customer's choice: the offer with its link is in the outbox.
+    from models import OutboxEmail
+
+    [offer] = session.exec(
+        select(OutboxEmail).where(OutboxEmail.template == "alternatives_offer")
+    ).all()
+    [waiting] = [c for c in seeded if c.status == "awaiting_customer"]
+    assert offer.recipient == session.get(Customer, waiting.customer_id).email
     soon = [c for c in seeded if c.next_update_due and c.next_update_due <= utcnow() + 90 * SECOND]
     assert len(soon) == 1 and soon[0].overdue_improvement_id is None
     assert any(c.manager_id for c in session.exec(select(Colleague)))
