@@ -3,7 +3,7 @@
 Bulk-inserts N open customer cases (default 100,000), 1% of them with their next update already
 due and no overdue improvement raised yet, the rest due in the coming weeks. Then, interleaved
 so that drift on a busy machine hits both alike, it times each run of
-  index  tasks.cases.overdue_case_ids: one range of ix_customer_case_update_due;
+  index  tasks.updates.overdue_case_ids: one range of ix_customer_case_update_due;
   scan   every open case loaded as a Case and filtered in Python, the way it would be done
          without the index (the baseline),
 checks both found the same cases, and prints both, the ratio of their medians, and the plan the
@@ -81,7 +81,7 @@ def indexed(now: Any) -> list[int]:
     from sqlmodel import Session
 
     from models.db import get_engine
-    from tasks.cases import overdue_case_ids
+    from tasks.updates import overdue_case_ids
 
     with Session(get_engine()) as session:
         # A limit above the number due, so both ways find every due case.

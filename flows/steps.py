@@ -25,13 +25,13 @@ from tasks import (
     alternatives,
     approvals,
     automatic,
-    cases,
     decisions,
     escalation,
     follow_up,
     impact,
     outbox,
     planning,
+    updates,
 )
 from tasks.escalation import EVENT_GRACE
 from tasks.lifecycle import get_improvement
@@ -206,11 +206,11 @@ async def raise_overdue_updates() -> dict[str, int]:
     """Raise a customer_update improvement for each case whose update fell due, once, announce
     each after the commit, and tell managers of overdue updates that sat too long."""
     with session_scope() as session:
-        raised = cases.raise_overdue_updates(session=session, now=utcnow())
+        raised = updates.raise_overdue_updates(session=session, now=utcnow())
     for improvement_id in raised:  # committed: now route-improvement may start
         events.emit(events.CASE_UPDATE_OVERDUE, improvement_id=improvement_id)
     with session_scope() as session:
-        escalated = cases.escalate_overdue_updates(session=session, now=utcnow())
+        escalated = updates.escalate_overdue_updates(session=session, now=utcnow())
     return {"overdue_raised": len(raised), "overdue_escalated": escalated}
 
 

@@ -616,7 +616,7 @@ def case_update(
     preview: Annotated[bool, typer.Option(help="Show the draft; send nothing.")] = False,
 ) -> None:
     """Send the customer an update (the draft, or your words); --preview shows the draft."""
-    from tasks.cases import preview_update, send_update
+    from tasks.updates import preview_update, send_update
 
     try:
         with session_scope() as session:

@@ -24,12 +24,13 @@ from models.db import utcnow
 from tasks.alternatives import AlternativeIn, mark_cannot_meet
 from tasks.approvals import route_improvement
 from tasks.automatic import open_automatic_steps, run_automatic_step
-from tasks.cases import change_case, mark_delayed, open_case, send_update
+from tasks.cases import change_case, mark_delayed, open_case
 from tasks.decisions import advance_after_decision, record_decision
 from tasks.impact import announce_completion
 from tasks.lifecycle import get_improvement
 from tasks.planning import complete_action, complete_improvement, plan_actions
 from tasks.submission import submit_improvement
+from tasks.updates import send_update
 
 DOMAIN = "brightwater.example"
 

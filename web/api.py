@@ -40,7 +40,7 @@ from models import (
 from models.db import MAX_INT, get_engine, session_scope, utcnow
 from models.idempotency import MAX_KEY_LENGTH
 from models.improvement import NO_NUL_PATTERN, WHITESPACE
-from tasks import cases
+from tasks import cases, updates
 from tasks.consent import record_consent
 from tasks.contact import CustomerNotFound, set_contact_preferences, window_text
 from tasks.lifecycle import get_improvement
@@ -745,8 +745,8 @@ def send_case_update(
 
     With an `Idempotency-Key`, a retry sends nothing more and answers with the first update."""
     with session_scope() as session:
-        draft = cases.preview_update(session=session, case_id=case_id)
-        sent = cases.send_update(
+        draft = updates.preview_update(session=session, case_id=case_id)
+        sent = updates.send_update(
             session=session, case_id=case_id, by=colleague, channel=Channel.api,
             subject=draft.subject if data.subject is None else data.subject,
             body=draft.body if data.body is None else data.body,

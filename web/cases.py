@@ -11,7 +11,7 @@ from improve import events
 from improve.errors import InvalidInput
 from models import CaseStatus, Colleague, Customer
 from models.db import get_engine, session_scope, utcnow
-from tasks import cases
+from tasks import cases, updates
 from tasks.help import help_panel
 from web.alternatives import panel_context
 from web.auth import Staff
@@ -251,7 +251,7 @@ def _update_page(
 ) -> HTMLResponse:
     with Session(get_engine()) as session:
         view = cases.case_view(session=session, case_id=case_id)
-        draft = cases.preview_update(session=session, case_id=case_id)
+        draft = updates.preview_update(session=session, case_id=case_id)
     context = {
         "view": view,
         "case": view.case,
@@ -294,7 +294,7 @@ def send_from_form(
         if errors:
             raise InvalidInput(errors)
         with session_scope() as session:
-            sent = cases.send_update(
+            sent = updates.send_update(
                 session=session, case_id=case_id, by=colleague, channel="web", subject=subject,
                 body=body, next_update_due=due, key=f"web:{key}" if key else None,
             )  # fmt: skip

@@ -23,7 +23,7 @@ from models import (
     Source,
     Status,
 )
-from tasks import cases
+from tasks import cases, updates
 from tasks.approvals import route_improvement
 from tasks.outbox import send_due
 from tasks.planning import plan_actions
@@ -146,13 +146,13 @@ async def test_the_preview_is_plain_and_sending_it_emails_the_customer_once(
     cases.mark_delayed(
         session=session, case_id=case.id, by=asha, channel="web", reason="Parts on order", now=NOW
     )
-    draft = cases.preview_update(session=session, case_id=case.id, now=NOW)
+    draft = updates.preview_update(session=session, case_id=case.id, now=NOW)
     assert draft.subject == f"An update on your case CASE-{case.id}: New water meter"
     assert draft.body.startswith("Dear Ruth Evans,") and "Parts on order" in draft.body
     assert draft.body.endswith("Asha Patel")
 
     for _ in range(2):  # a double click
-        sent = cases.send_update(
+        sent = updates.send_update(
             session=session, case_id=case.id, by=asha, channel="web",
             subject="Your new meter", body=draft.body + "\n\nP.S. thank you", now=NOW,
         )  # fmt: skip
@@ -175,7 +175,7 @@ async def test_a_plain_text_customer_gets_no_html(session, team, smtp: SmtpServe
     asha, _mo, _ruth = team
     make_customer(session, "Tom Price", email="tom@example.com", contact_format=ContactFormat.text)
     case = open_one(session, asha, customer_email="tom@example.com")
-    cases.send_update(
+    updates.send_update(
         session=session, case_id=case.id, by=asha, channel="web", subject="Hello", body="News"
     )
     session.commit()
@@ -194,11 +194,11 @@ async def test_a_welsh_customer_gets_a_welsh_draft_and_a_welsh_email(
         session=session, case_id=case.id, by=asha, channel="web", reason="Rhannau ar archeb",
         now=NOW,
     )  # fmt: skip
-    draft = cases.preview_update(session=session, case_id=case.id, now=NOW)
+    draft = updates.preview_update(session=session, case_id=case.id, now=NOW)
     assert draft.subject == f"Diweddariad ar eich achos CASE-{case.id}: Mesurydd newydd"
     assert draft.body.startswith("Annwyl Nia Morgan,") and "Y rheswm yw: Rhannau" in draft.body
 
-    cases.send_update(
+    updates.send_update(
         session=session, case_id=case.id, by=asha, channel="web", subject=draft.subject,
         body=draft.body, now=NOW,
     )  # fmt: skip
@@ -213,7 +213,7 @@ def test_an_update_needs_words(session, team) -> None:
     asha, _mo, _ruth = team
     case = open_one(session, asha)
     with pytest.raises(InvalidInput) as refused:
-        cases.send_update(
+        updates.send_update(
             session=session, case_id=case.id, by=asha, channel="api", subject="", body=""
         )
     assert set(refused.value.errors) == {"subject", "body"}
@@ -232,13 +232,13 @@ def overdue(session: Session, asha: Colleague) -> Case:
 def test_an_overdue_update_is_raised_once_for_the_owner(session, team) -> None:
     asha, _mo, ruth = team
     case = overdue(session, asha)
-    assert cases.raise_overdue_updates(session=session, now=NOW) == []  # not due yet
+    assert updates.raise_overdue_updates(session=session, now=NOW) == []  # not due yet
 
     later = NOW + timedelta(hours=2)
-    [raised] = cases.raise_overdue_updates(session=session, now=later)
+    [raised] = updates.raise_overdue_updates(session=session, now=later)
     session.commit()
-    assert cases.raise_overdue_updates(session=session, now=later) == []
-    assert cases.raise_overdue_updates(session=session, now=later + timedelta(days=3)) == []
+    assert updates.raise_overdue_updates(session=session, now=later) == []
+    assert updates.raise_overdue_updates(session=session, now=later + timedelta(days=3)) == []
 
     improvement = session.get(Improvement, raised)
     assert improvement is not None
@@ -257,7 +257,7 @@ def test_two_sweeps_at_once_raise_it_once(session, team) -> None:
     asha, _mo, _ruth = team
     overdue(session, asha)
     later = NOW + timedelta(hours=2)
-    outcomes = at_once(2, lambda own: len(cases.raise_overdue_updates(session=own, now=later)))
+    outcomes = at_once(2, lambda own: len(updates.raise_overdue_updates(session=own, now=later)))
     assert outcomes == ["0", "1"]
     assert len(session.exec(select(Improvement)).all()) == 1
 
@@ -265,7 +265,7 @@ def test_two_sweeps_at_once_raise_it_once(session, team) -> None:
 def test_the_owner_approves_it_and_sending_the_update_completes_it(session, team) -> None:
     asha, _mo, _ruth = team
     case = overdue(session, asha)
-    [raised] = cases.raise_overdue_updates(session=session, now=NOW + timedelta(hours=2))
+    [raised] = updates.raise_overdue_updates(session=session, now=NOW + timedelta(hours=2))
     session.commit()
 
     assert (
@@ -280,7 +280,7 @@ def test_the_owner_approves_it_and_sending_the_update_completes_it(session, team
     [assigned] = outbox(session, "action_assigned")
     assert link_in(assigned) == f"{settings.base_url}/cases/{case.id}/update"
 
-    sent = cases.send_update(
+    sent = updates.send_update(
         session=session, case_id=case.id, by=asha, channel="web", subject="News", body="Soon."
     )
     session.commit()
@@ -292,8 +292,8 @@ def test_the_owner_approves_it_and_sending_the_update_completes_it(session, team
 def test_an_update_sent_before_the_raise_is_planned_cancels_it(session, team) -> None:
     asha, _mo, _ruth = team
     case = overdue(session, asha)
-    [raised] = cases.raise_overdue_updates(session=session, now=NOW + timedelta(hours=2))
-    cases.send_update(
+    [raised] = updates.raise_overdue_updates(session=session, now=NOW + timedelta(hours=2))
+    updates.send_update(
         session=session, case_id=case.id, by=asha, channel="web", subject="News", body="Soon."
     )
     session.commit()
@@ -305,7 +305,7 @@ def test_the_manager_hears_once_when_it_sits(session, team) -> None:
     asha, mo, _ruth = team
     case = overdue(session, asha)
     raised_at = NOW + timedelta(hours=2)
-    [raised] = cases.raise_overdue_updates(session=session, now=raised_at)
+    [raised] = updates.raise_overdue_updates(session=session, now=raised_at)
     session.commit()
     route_improvement(session=session, improvement_id=raised, actor="t", channel="flow")
     plan_actions(session=session, improvement_id=raised, actor="t")
@@ -314,9 +314,9 @@ def test_the_manager_hears_once_when_it_sits(session, team) -> None:
     assert improvement is not None
     sat = improvement.created_at + timedelta(hours=settings.overdue_escalate_hours)
 
-    assert cases.escalate_overdue_updates(session=session, now=sat - timedelta(minutes=1)) == 0
-    assert cases.escalate_overdue_updates(session=session, now=sat) == 1
-    assert cases.escalate_overdue_updates(session=session, now=sat + timedelta(hours=5)) == 0
+    assert updates.escalate_overdue_updates(session=session, now=sat - timedelta(minutes=1)) == 0
+    assert updates.escalate_overdue_updates(session=session, now=sat) == 1
+    assert updates.escalate_overdue_updates(session=session, now=sat + timedelta(hours=5)) == 0
     [told] = outbox(session, "case_overdue_escalation")
     assert told.recipient == mo.email
     assert notes(session, case.id)[-1] == "escalated"
@@ -346,8 +346,8 @@ def test_the_same_words_later_are_a_new_update_and_a_key_replays(session, team) 
     asha, _mo, _ruth = team
     case = open_one(session, asha)
 
-    def send(at: datetime, key: str | None = None) -> cases.Sent:
-        sent = cases.send_update(
+    def send(at: datetime, key: str | None = None) -> updates.Sent:
+        sent = updates.send_update(
             session=session, case_id=case.id, by=asha, channel="api", subject="No news yet",
             body="We are still waiting for the part.", key=key, now=at,
         )  # fmt: skip

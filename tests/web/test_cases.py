@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from models import ActionStatus, Case, CaseStatus, CaseUpdate, Colleague, Improvement, OutboxEmail
 from models.db import session_scope, utcnow
-from tasks import cases
+from tasks import cases, updates
 from tasks.approvals import route_improvement
 from tasks.planning import plan_actions
 from tests.factories import make_colleague, make_customer
@@ -103,7 +103,7 @@ async def test_the_owner_previews_edits_and_sends_the_overdue_update_once(
     case = open_case(session, operator)
     case.next_update_due = utcnow() - timedelta(minutes=1)
     session.commit()
-    [raised] = cases.raise_overdue_updates(session=session, now=utcnow())
+    [raised] = updates.raise_overdue_updates(session=session, now=utcnow())
     session.commit()
     route_improvement(session=session, improvement_id=raised, actor="t", channel="flow")
     [item] = plan_actions(session=session, improvement_id=raised, actor="t")
