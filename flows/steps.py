@@ -22,13 +22,13 @@ from improve.errors import IllegalTransition, ImproveError, ImprovementNotFound
 from models import Channel, Improvement, Status
 from models.db import session_scope, utcnow
 from tasks import (
-    alternatives,
     approvals,
     automatic,
     decisions,
     escalation,
     follow_up,
     impact,
+    offers,
     outbox,
     planning,
     updates,
@@ -122,7 +122,7 @@ async def settle_alternatives(improvement_id: int) -> str:
     """An alternative's approval landed: offer the customer the approved ones once none waits,
     or give the case back to its owner when all were rejected."""
     with session_scope() as session:
-        return alternatives.settle_after_decision(
+        return offers.settle_after_decision(
             session=session, improvement_id=improvement_id, actor=_actor()
         )
 
@@ -131,7 +131,7 @@ async def settle_alternatives(improvement_id: int) -> str:
 async def settle_case(case_id: int) -> str:
     """Offer a case's approved alternatives, or give it back to its owner, once decided."""
     with session_scope() as session:
-        return alternatives.settle_case(
+        return offers.settle_case(
             session=session, case_id=case_id, actor=_actor(), channel=Channel.sweep
         )
 
@@ -241,7 +241,7 @@ async def awaits_plan(improvement_id: int) -> bool:
     if improvement is None or improvement.status != Status.approved:
         return False
     with session_scope() as session:  # an alternative is planned once the customer accepts it
-        return not alternatives.awaits_customer(session=session, improvement_id=improvement_id)
+        return not offers.awaits_customer(session=session, improvement_id=improvement_id)
 
 
 def _still_in(status: Status, since: Any) -> list[int]:
@@ -279,9 +279,7 @@ async def find_unplanned() -> list[int]:
     approved = _still_in(Status.approved, Improvement.updated_at)
     with session_scope() as session:
         return [
-            i
-            for i in approved
-            if not alternatives.awaits_customer(session=session, improvement_id=i)
+            i for i in approved if not offers.awaits_customer(session=session, improvement_id=i)
         ]
 
 
@@ -289,7 +287,7 @@ async def find_unplanned() -> list[int]:
 async def find_cases_to_settle() -> list[int]:
     """Cases whose alternatives' approvals are all decided but were never offered (a lost event)."""
     with session_scope() as session:
-        return alternatives.cases_to_settle(session=session, changed_before=utcnow() - EVENT_GRACE)
+        return offers.cases_to_settle(session=session, changed_before=utcnow() - EVENT_GRACE)
 
 
 @read

@@ -31,18 +31,17 @@ from models import (
 )
 from models.db import utcnow
 from tasks import links
-from tasks.alternatives import (
+from tasks.alternatives import own_authority
+from tasks.cases import get_case, record_note
+from tasks.consent import queue_customer_email
+from tasks.lifecycle import move, note
+from tasks.offers import (
     cost_benefit_summary,
     current_round,
     customer_lines,
-    get_case,
-    own_authority,
     provider_name,
-    record_note,
     tell_owner,
 )
-from tasks.consent import queue_customer_email
-from tasks.lifecycle import move, note
 from tasks.submission import submit_improvement
 
 
@@ -107,7 +106,7 @@ def accept_alternative(
     what = f"alternative {chosen.position}: {chosen.description} ({summary})"
     record_note(
         session,
-        case_id,
+        case,
         "accepted",
         f"{customer.name} ({customer.email}) accepted {what} on {now:%Y-%m-%d %H:%M} UTC.",
         customer.email,
@@ -237,7 +236,7 @@ def decline_alternatives(*, session: Session, case_id: int, token: str, note: st
     said = note or "(no note given)"
     record_note(
         session,
-        case_id,
+        case,
         "declined",
         f"{customer.name} ({customer.email}) declined the alternatives offered: {said}",
         customer.email,
@@ -275,7 +274,9 @@ def case_customer_id(session: Session, improvement_id: int) -> int | None:
     """The customer whose accepted alternative this improvement delivers: told by
     queue_done_notice, so the general notices leave them out."""
     alternative = accepted_alternative(session, improvement_id)
-    return get_case(session, alternative.case_id).customer_id if alternative else None
+    return (
+        get_case(session=session, case_id=alternative.case_id).customer_id if alternative else None
+    )
 
 
 def customer_update_summary(session: Session, improvement: Improvement) -> str | None:
@@ -299,7 +300,7 @@ def queue_done_notice(*, session: Session, improvement_id: int) -> bool:
     alternative = accepted_alternative(session, improvement_id)
     if alternative is None:
         return False
-    case = get_case(session, alternative.case_id)
+    case = get_case(session=session, case_id=alternative.case_id)
     customer = session.get(Customer, case.customer_id)
     owner = session.get(Colleague, case.owner_id)
     assert case.id is not None and customer is not None and owner is not None
@@ -334,7 +335,7 @@ def queue_done_notice(*, session: Session, improvement_id: int) -> bool:
         )
         record_note(
             session,
-            case.id,
+            case,
             "closed",
             f"Alternative {alternative.position} delivered (IMP-{improvement_id} completed); "
             f"{customer.name} told.",

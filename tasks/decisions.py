@@ -14,10 +14,10 @@ from improve.settings import settings
 from models import ApprovalRequest, ApprovalStatus, Channel, Colleague, Improvement, Status
 from models.db import utcnow
 from tasks import links
-from tasks.alternatives import awaits_customer
 from tasks.approvals import approval_requests, get_colleague, request_approvals
 from tasks.lifecycle import get_improvement, lock_improvement, move, note
 from tasks.mail import queue_email
+from tasks.offers import awaits_customer
 from tasks.routing import levels_for
 
 REJECTION_NEEDS_A_REASON = "Please say why, so the submitter can learn from it"

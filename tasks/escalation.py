@@ -30,7 +30,6 @@ from models import (
     Status,
 )
 from tasks import links
-from tasks.alternatives import awaits_customer
 from tasks.approvals import (
     approval_requests,
     ask,
@@ -42,6 +41,7 @@ from tasks.approvals import (
 )
 from tasks.decisions import DECIDED, next_step
 from tasks.lifecycle import lock_improvement, note
+from tasks.offers import awaits_customer
 from tasks.routing import (
     NoApprover,
     Organisation,

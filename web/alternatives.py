@@ -19,11 +19,10 @@ from models.db import get_engine
 from tasks.alternatives import (
     MARKABLE,
     AlternativeIn,
-    cost_benefit_summary,
-    get_case,
     mark_cannot_meet,
-    provider_name,
 )
+from tasks.cases import get_case
+from tasks.offers import cost_benefit_summary, provider_name
 from tasks.outbox import send_due
 from web.auth import Staff
 from web.choices import queued_for
@@ -71,7 +70,7 @@ def alternatives_panel(
     values: dict[str, str] | None = None,
 ) -> Panel:
     """The panel for one case, for the case page (or this module's own page)."""
-    case = get_case(session, case_id)
+    case = get_case(session=session, case_id=case_id)
     alternatives = session.exec(
         select(Alternative)
         .where(Alternative.case_id == case_id)
@@ -121,7 +120,7 @@ async def cannot_meet(request: Request, case_id: Id, colleague: Staff) -> Respon
         if any(raw.values()):
             proposed.append(AlternativeIn(**raw))
     with Session(get_engine()) as session:
-        case = get_case(session, case_id)
+        case = get_case(session=session, case_id=case_id)
         if not may_mark(colleague, case):
             raise Forbidden(
                 f"Only the owner of {case.reference} or operations may say its need cannot be "

@@ -12,9 +12,9 @@ from improve import events
 from improve.errors import InvalidInput
 from models import Case, Colleague, Customer, OutboxEmail, OutboxStatus
 from models.db import get_engine
-from tasks.alternatives import customer_lines
 from tasks.choices import accept_alternative, decline_alternatives, offered
 from tasks.links import check_choice_link
+from tasks.offers import customer_lines
 from tasks.outbox import send_due
 from web.forms import Id
 from web.limits import check_guesses

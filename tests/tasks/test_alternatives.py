@@ -24,17 +24,16 @@ from models import (
     Source,
     Status,
 )
-from tasks.alternatives import (
-    AlternativeIn,
-    awaits_customer,
-    cases_to_settle,
-    cost_benefit_summary,
-    mark_cannot_meet,
-    settle_after_decision,
-)
+from tasks.alternatives import AlternativeIn, mark_cannot_meet
 from tasks.approvals import route_improvement
 from tasks.decisions import advance_after_decision, record_decision
 from tasks.mail import build_message, context_of, reader_for, render
+from tasks.offers import (
+    awaits_customer,
+    cases_to_settle,
+    cost_benefit_summary,
+    settle_after_decision,
+)
 from tests.factories import (
     make_approver,
     make_authority,
