@@ -16,6 +16,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.deployments import arun_deployment
 from sqlmodel import Session, select
 
 from models import ActionItem, ApprovalRequest, Improvement, OutboxEmail, Transition
@@ -129,6 +130,24 @@ async def wait_for_quiet() -> None:
         await asyncio.sleep(0.3)
     names = ", ".join(f"{r.name} ({r.state_name})" for r in busy)
     raise AssertionError(f"flow runs still busy after {DEADLINE:.0f} s: {names}")
+
+
+async def run_sweep() -> FlowRun:
+    """Run the `sweep` deployment now, as an operator could from the Prefect UI, and wait for it.
+
+    Sweeps run one at a time: one the schedule started at the same moment cancels ours, and then
+    that one is the sweep that ran.
+    """
+    async with get_client() as client:  # run_deployment leaves a client of its own open
+        run = await arun_deployment(
+            "sweep/sweep", timeout=DEADLINE, poll_interval=0.5, client=client
+        )
+    assert run.state is not None and run.state.is_final(), f"sweep still {run.state_name}"
+    if run.state.is_cancelled():
+        await wait_for_quiet()
+        return run
+    assert run.state.is_completed(), f"sweep {run.state_name}: {run.state.message}"
+    return run
 
 
 def snapshot(session: Session, improvement_id: int) -> tuple[object, ...]:

@@ -6,34 +6,19 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.deployments import arun_deployment
 from sqlmodel import Session, select
 
 from improve.stack import Stack
 from models import ActionItem, ActionStatus, Case, CaseUpdate, Category, Improvement, Status
 from models.db import session_scope, utcnow
 from tasks.access import start_session
-from tests.e2e.helpers import DEADLINE, eventually, wait_for_mail, wait_for_quiet, wait_for_runs
+from tests.e2e.helpers import eventually, run_sweep, wait_for_mail, wait_for_runs
 from tests.factories import make_colleague, make_customer
 from tests.smtpd import SmtpServer
 from tests.web.helpers import snapshot
 from web import auth
 
 pytestmark = pytest.mark.e2e
-
-
-async def run_sweep() -> None:
-    """Run the `sweep` deployment now, as an operator could from the Prefect UI, and wait."""
-    async with get_client() as client:  # run_deployment leaves a client of its own open
-        run = await arun_deployment(
-            "sweep/sweep", timeout=DEADLINE, poll_interval=0.5, client=client
-        )
-    assert run.state is not None and run.state.is_final(), f"sweep still {run.state_name}"
-    if run.state.is_cancelled():  # a scheduled sweep started at the same moment ran instead
-        await wait_for_quiet()
-    else:
-        assert run.state.is_completed(), f"sweep {run.state_name}: {run.state.message}"
 
 
 def browser_of(stack: Stack, colleague_id: int) -> httpx.Client:

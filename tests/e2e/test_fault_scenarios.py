@@ -16,9 +16,7 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.deployments import arun_deployment
+from prefect.client.schemas.objects import StateType
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
@@ -45,6 +43,7 @@ from tests.e2e.helpers import (
     eventually,
     links,
     mail_to,
+    run_sweep,
     runs_for,
     wait_for_mail,
     wait_for_quiet,
@@ -62,24 +61,6 @@ from tests.factories import make_approver, make_colleague, make_customer, make_p
 from tests.smtpd import SmtpServer
 
 pytestmark = pytest.mark.e2e
-
-
-async def run_sweep() -> FlowRun:
-    """Run the `sweep` deployment now, as an operator could from the Prefect UI, and wait for it.
-
-    Sweeps run one at a time: one the schedule started at the same moment cancels ours, and then
-    that one is the sweep that ran.
-    """
-    async with get_client() as client:  # run_deployment leaves a client of its own open
-        run = await arun_deployment(
-            "sweep/sweep", timeout=DEADLINE, poll_interval=0.5, client=client
-        )
-    assert run.state is not None and run.state.is_final(), f"sweep still {run.state_name}"
-    if run.state.is_cancelled():
-        await wait_for_quiet()
-        return run
-    assert run.state.is_completed(), run.state
-    return run
 
 
 def outbox(session: Session, improvement_id: int, **where: object) -> list[OutboxEmail]:

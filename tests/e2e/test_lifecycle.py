@@ -3,6 +3,7 @@
 from collections import Counter
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -10,12 +11,23 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
+from typer.testing import CliRunner
 
 from improve import events
+from improve.cli import app
 from improve.settings import settings
 from improve.stack import Stack
-from models import ApprovalRequest, ApprovalStatus, Category, Channel, ContactFormat, Purpose
+from models import (
+    ApprovalRequest,
+    ApprovalStatus,
+    Category,
+    Channel,
+    ContactFormat,
+    OutboxEmail,
+    OutboxStatus,
+    Purpose,
+)
 from models.db import session_scope, utcnow
 from tasks.access import create_api_token
 from tasks.decisions import record_decision
@@ -23,6 +35,7 @@ from tests.e2e.helpers import (
     eventually,
     links,
     mail_to,
+    run_sweep,
     snapshot,
     wait_for_mail,
     wait_for_runs,
@@ -69,6 +82,17 @@ async def wait_for_status(web: httpx.Client, improvement_id: int, status: str) -
     )
 
 
+def outbox_to(session: Session, recipient: str) -> list[OutboxEmail]:
+    session.expire_all()
+    return list(
+        session.exec(
+            select(OutboxEmail)
+            .where(OutboxEmail.recipient == recipient)
+            .order_by(col(OutboxEmail.id))
+        ).all()
+    )
+
+
 def history(detail: dict[str, Any]) -> list[tuple[str | None, str, str, str]]:
     return [(h["from_status"], h["to_status"], h["actor"], h["channel"]) for h in detail["history"]]
 
@@ -93,10 +117,15 @@ async def test_from_submission_to_measured_result(
     pat = make_customer(session, "Pat Plain", contact_format=ContactFormat.text)
     quinn = make_customer(session, "Quinn Quiet", consents=(Purpose.policy_news,))
     nia = make_customer(session, "Nia Nant", language="cy")
+    # Wyn takes non-urgent email in an hour's window that opens six hours from now.
+    local = datetime.now(ZoneInfo(settings.timezone))
+    opens, shuts = ((local + timedelta(hours=h)).time().replace(second=0, microsecond=0)
+                    for h in (6, 7))  # fmt: skip
+    wyn = make_customer(session, "Wyn Window", contact_from=opens, contact_until=shuts)
     printer = make_partner(session, "Print & Post Ltd", contact_name="Jo Printer")
 
     improvement_id = submit(
-        web, sam, customer_emails=[kim.email, pat.email, quinn.email, nia.email],
+        web, sam, customer_emails=[kim.email, pat.email, quinn.email, nia.email, wyn.email],
         partner_emails=[printer.email],
     )  # fmt: skip
 
@@ -161,6 +190,15 @@ async def test_from_submission_to_measured_result(
         assert welsh.message["List-Unsubscribe"]
     assert all(m.message["List-Unsubscribe"] for m in mail_to(smtp, kim.email))
     assert not any(m.message["List-Unsubscribe"] for m in mail_to(smtp, alex.email))
+    # Wyn's two notices wait for her window, using no attempt; opened now, the sweep sends them.
+    assert mail_to(smtp, wyn.email) == []
+    held = outbox_to(session, wyn.email)
+    assert [(r.status, r.attempts) for r in held] == [(OutboxStatus.queued, 0)] * 2
+    assert all("held until" in r.last_error for r in held), [r.last_error for r in held]
+    said = CliRunner().invoke(app, ["customer", "set", wyn.email, "--window", "any"])
+    assert said.exit_code == 0, said.output
+    await run_sweep()
+    await wait_for_mail(smtp, wyn.email, count=2)
     assert_each_email_once(smtp)
 
     # Operations read the same story in the Prefect UI.
