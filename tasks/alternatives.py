@@ -99,7 +99,11 @@ def _check(
     partner = None
     email = raw.partner_email.strip().lower()
     if email:
-        partner = session.exec(select(Partner).where(Partner.email == email)).first()
+        partner = (  # no address holds a NUL, and PostgreSQL refuses one even in a query
+            session.exec(select(Partner).where(Partner.email == email)).first()
+            if "\x00" not in email
+            else None
+        )
         if partner is None:
             errors[f"{where}.partner_email"] = (
                 f"{name}: no service partner has the email {email!r}; leave it blank if we "

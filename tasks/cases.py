@@ -84,7 +84,12 @@ def _colleague(
 ) -> Colleague | None:
     """The active colleague with this email, or None with the problem written to `errors`."""
     email = email.strip().lower()
-    found = session.exec(select(Colleague).where(Colleague.email == email)).first()
+    # No address holds a NUL, and PostgreSQL refuses one even in a query: nobody is found.
+    found = (
+        session.exec(select(Colleague).where(Colleague.email == email)).first()
+        if "\x00" not in email
+        else None
+    )
     if found is None:
         errors[field_name] = f"no colleague has the email {email!r}"
     elif not found.active:
@@ -148,7 +153,11 @@ def open_case(
     now = now or utcnow()
     errors: dict[str, str] = {}
     email = customer_email.strip().lower()
-    customer = session.exec(select(Customer).where(Customer.email == email)).first()
+    customer = (
+        session.exec(select(Customer).where(Customer.email == email)).first()
+        if "\x00" not in email  # as in _colleague: no address holds a NUL
+        else None
+    )
     if not email:
         errors["customer_email"] = "is required: the customer the case is for"
     elif customer is None:

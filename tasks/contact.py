@@ -6,12 +6,13 @@ from datetime import UTC, datetime, time, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from improve.errors import InvalidInput, NotFound
 from improve.settings import settings
 from models import ContactFormat, Customer, OutboxEmail, OutboxStatus
+from models.db import utcnow
 from tasks.consent import consent_withheld
 from tasks.mail import ESSENTIAL, LANGUAGES, Reader, customer_of, reader_for
 
@@ -191,9 +192,12 @@ def parse_window(text: str) -> tuple[time | None, time | None]:
 
 def customer_by_email(*, session: Session, email: str) -> Customer:
     """The customer with this email, whatever its case, or CustomerNotFound."""
-    customer = session.exec(
-        select(Customer).where(func.lower(col(Customer.email)) == email.strip().lower())
-    ).first()
+    email = email.strip().lower()
+    customer = (  # no address holds a NUL, and PostgreSQL refuses one even in a query
+        session.exec(select(Customer).where(func.lower(col(Customer.email)) == email)).first()
+        if "\x00" not in email
+        else None
+    )
     if customer is None:
         raise CustomerNotFound(email)
     return customer
@@ -244,5 +248,16 @@ def set_contact_preferences(
     if errors:
         raise InvalidInput(errors)
     session.add(customer)
+    # What waits for them was held by the old window or limit: due again now, the sender asks
+    # the new preferences (and holds it again if they say so).
+    session.execute(
+        update(OutboxEmail)
+        .where(
+            col(OutboxEmail.recipient) == customer.email,
+            col(OutboxEmail.status) == OutboxStatus.queued,
+            col(OutboxEmail.next_attempt_at) > utcnow(),
+        )
+        .values(next_attempt_at=utcnow())
+    )
     session.flush()
     return customer

@@ -108,7 +108,9 @@ def ask_for_help(
     errors: dict[str, str] = {}
     email = (helper_email or "").strip().lower()
     helper = (
-        session.exec(select(Colleague).where(Colleague.email == email)).first() if email else None
+        session.exec(select(Colleague).where(Colleague.email == email)).first()
+        if email and "\x00" not in email  # no address holds one; PostgreSQL refuses it
+        else None
     )
     if not email:
         errors["helper_email"] = "choose the colleague to ask"

@@ -85,6 +85,18 @@ def test_an_unknown_customer_is_named_and_nothing_is_written(session, team) -> N
     assert session.exec(select(Case)).all() == []
 
 
+def test_an_address_with_a_nul_finds_nobody_and_says_so(session, team) -> None:
+    asha, _mo, _ruth = team
+    with pytest.raises(InvalidInput) as refused:
+        cases.open_case(
+            session=session, by=asha, channel=Channel.api, customer_email="ruth@ex\x00ample.com",
+            subject="Meter", owner_email="asha\x00@example.org", now=NOW,
+        )  # fmt: skip
+    assert set(refused.value.errors) == {"customer_email", "owner_email"}
+    session.rollback()
+    assert session.exec(select(Case)).all() == []
+
+
 def test_another_owner_and_a_past_due_date_are_checked(session, team) -> None:
     asha, mo, _ruth = team
     case = open_one(session, asha, owner_email=mo.email.upper())

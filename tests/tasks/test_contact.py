@@ -11,7 +11,7 @@ from improve.settings import settings
 from models import ContactFormat, Customer, OutboxEmail, OutboxStatus, Purpose
 from models.db import utcnow
 from tasks.consent import opt_out, queue_customer_email, unsubscribe_url
-from tasks.contact import window_opens
+from tasks.contact import set_contact_preferences, window_opens
 from tasks.mail import queue_email, translations
 from tasks.outbox import send_due
 from tests.factories import make_customer
@@ -454,3 +454,18 @@ async def test_a_held_email_is_skipped_when_the_customer_opts_out_while_it_waits
     assert await send_due(now=WINTER_EVENING + timedelta(days=1)) == outcome()
     assert smtp.received == []
     assert session.exec(select(OutboxEmail)).all()  # kept, with why
+
+
+async def test_a_held_email_goes_at_once_when_the_customer_takes_the_window_away(
+    session: Session, smtp: SmtpServer
+) -> None:
+    ruth = make_customer(session, "Ruth Ames", contact_from=time(9, 0), contact_until=time(17, 0))
+    row = notice(session, ruth)
+    assert await send_due(now=WINTER_EVENING) == outcome(deferred=1)
+
+    assert ruth.id is not None
+    set_contact_preferences(session=session, customer_id=ruth.id, window="any")
+    session.commit()
+
+    assert await send_due() == outcome(sent=1)
+    assert fresh(session, row).status == OutboxStatus.sent
