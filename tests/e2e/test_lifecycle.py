@@ -363,3 +363,25 @@ async def test_the_same_event_twice_sends_no_second_email(
     assert len(mail_to(smtp, sam.email, "Approved")) == 1
     assert_each_email_once(smtp)
     assert read(web, improvement_id)["status"] == "in_progress"
+
+
+async def test_goodwill_within_own_limit_is_approved_at_once_and_above_it_is_routed(
+    session: Session, smtp: SmtpServer, web: httpx.Client, stack: Stack
+) -> None:
+    gail = make_approver(session, "Gail Goodwill", category=Category.goodwill, limit=500)
+    mei = make_approver(session, "Mei Manager", category=Category.goodwill, limit=5_000)
+    gesture = {"category": "goodwill", "description": "Flowers for a long wait"}
+
+    small = submit(web, gail, title="Flowers for Mrs Ames", estimated_cost=40, **gesture)
+    detail = await wait_for_status(web, small, "in_progress")
+    assert detail["approvals"] == []  # nobody asked: her own limit covers it
+    (approved,) = [h for h in detail["history"] if h["to_status"] == "approved"]
+    assert "within own authority" in approved["reason"].lower()
+    await wait_for_mail(smtp, gail.email, "Action for you")
+
+    large = submit(web, gail, title="A month's bill waived", estimated_cost=900, **gesture)
+    (request,) = await wait_for_mail(smtp, mei.email, f"IMP-{large}")
+    assert links(request, "approvals")
+    assert read(web, large)["status"] == "awaiting_approval"
+    assert mail_to(smtp, mei.email, f"IMP-{small}") == []
+    assert_each_email_once(smtp)
