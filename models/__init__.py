@@ -14,6 +14,7 @@ from models.case import (
     HelpRequest,
     HelpStatus,
 )
+from models.factors import PER_YEAR, ActivityLine, Basis, Factor, FactorSet, Per
 from models.idempotency import IdempotencyKey
 from models.improvement import (
     Category,
@@ -39,8 +40,20 @@ from models.people import (
     Partner,
     Purpose,
 )
+from models.records import RECORD_UNITS, Evidence, RecordKind, ServiceProcess, ServiceRecord
 
 __all__ = [
+    "PER_YEAR",
+    "RECORD_UNITS",
+    "ActivityLine",
+    "Basis",
+    "Evidence",
+    "Factor",
+    "FactorSet",
+    "Per",
+    "RecordKind",
+    "ServiceProcess",
+    "ServiceRecord",
     "OPEN_STATUSES",
     "Alternative",
     "AlternativeStatus",

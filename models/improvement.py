@@ -172,6 +172,12 @@ class Improvement(ImprovementBase, table=True):
     measured_kwh: float | None = None
     measured_kg_co2e: float | None = None
     measured_kg_waste: float | None = None
+    measured_sheets_paper: float | None = None
+    # The factor set its estimate was worked out with (models/factors.py), when it was.
+    factor_set_id: int | None = Field(default=None, foreign_key="factor_set.id")
+    process_id: int | None = Field(default=None, foreign_key="service_process.id", index=True)
+    # What detection found, e.g. "paper-statements:process:2": one open improvement per opportunity.
+    opportunity: str | None = Field(default=None, max_length=120, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
