@@ -1,6 +1,6 @@
 """Plain functions that make believable test data, committed to the real database."""
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from itertools import count
 from typing import Any
 
@@ -21,6 +21,9 @@ from models import (
     OutboxEmail,
     Partner,
     Purpose,
+    RecordKind,
+    ServiceProcess,
+    ServiceRecord,
     Status,
 )
 from models.db import utcnow
@@ -118,6 +121,37 @@ def make_partner(session: Session, name: str | None = None, **fields: Any) -> Pa
     session.commit()
     session.refresh(partner)
     return partner
+
+
+def make_process(session: Session, name: str | None = None, **fields: Any) -> ServiceProcess:
+    process = ServiceProcess(name=name or f"Process {next(_seq)}", **fields)
+    session.add(process)
+    session.commit()
+    session.refresh(process)
+    return process
+
+
+def make_record(
+    session: Session,
+    process: ServiceProcess,
+    kind: RecordKind,
+    occurred_at: datetime,
+    quantity: float,
+    **fields: Any,
+) -> ServiceRecord:
+    """One service record, with a key of its own unless given one."""
+    record = ServiceRecord(
+        key=fields.pop("key", f"test-record-{next(_seq)}"),
+        process_id=process.id,
+        kind=kind,
+        occurred_at=occurred_at,
+        quantity=quantity,
+        **fields,
+    )
+    session.add(record)
+    session.commit()
+    session.refresh(record)
+    return record
 
 
 def make_improvement(
