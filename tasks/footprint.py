@@ -262,21 +262,6 @@ def this_year(now: datetime) -> tuple[datetime, datetime]:
     return datetime(now.year, 1, 1, tzinfo=UTC), now
 
 
-def as_dict(found: Footprint) -> dict[str, Any]:
-    """A footprint as plain values, for the JSON API."""
-    return {
-        "since": found.since,
-        "until": found.until,
-        "factor_set": found.factor_set,
-        "document": found.document,
-        "kg_co2e": found.kg_co2e,
-        "lines": [
-            {**line.__dict__, "factors": [f.__dict__ for f in line.factors]} for line in found.lines
-        ],
-        "months": [month.__dict__ for month in found.months],
-    }
-
-
 class _Rates:
     """kg CO2e per record unit of each activity, with the set in force, looked up once."""
 
@@ -342,16 +327,18 @@ def month_starts(until: datetime) -> list[datetime]:
     last is the month `until` falls in (the one before, when `until` is exactly its start)."""
     last = (until - timedelta(microseconds=1)).astimezone(UTC)
     index = last.year * 12 + last.month - 1
-    return [datetime(n // 12, n % 12 + 1, 1, tzinfo=UTC) for n in range(index - 11, index + 1)]
+    first = max(index - 11, 12)  # none before January of year 1, the first a datetime holds
+    return [datetime(n // 12, n % 12 + 1, 1, tzinfo=UTC) for n in range(first, index + 1)]
 
 
 def _series(session: Session, rates: _Rates, wanted: Iterable[Any], until: datetime) -> list[Month]:
     starts = month_starts(until)
     occurred = col(ServiceRecord.occurred_at)
     # One GROUP BY over the year: a CASE puts each record in its month.
-    bucket = sa.case(*((occurred < start, n) for n, start in enumerate(starts[1:])), else_=11)
+    whens = [(occurred < start, n) for n, start in enumerate(starts[1:])]
+    bucket = sa.case(*whens, else_=len(starts) - 1) if whens else sa.literal(0)
     sums = _sums(session, [*wanted, occurred >= starts[0], occurred < until], key=bucket)
-    kg = [0.0] * 12
+    kg = [0.0] * len(starts)
     for n, kind, by_car, _count, amount in sums:
         rate = rates.of(RecordKind(kind), record_activity(kind, CAR if by_car else ""))
         kg[int(n)] += float(amount) * (rate.kg_co2e or 0)
