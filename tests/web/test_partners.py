@@ -9,6 +9,7 @@ from sqlmodel import Session
 from models import Colleague, RecordKind, Status
 from models.db import session_scope, utcnow
 from tasks.access import create_api_token
+from tasks.footprint import linked_improvements
 from tests.factories import make_improvement, make_partner, make_process, make_record
 from tests.web.helpers import snapshot
 
@@ -69,6 +70,17 @@ async def test_a_partners_page_shows_its_footprint_with_sources_and_its_improvem
     assert "Recycled paper for letters" not in text  # another partner's
     assert f'href="/records?partner={swift.id}"' in text
     assert start_of_this_year().strftime("%B %Y") in text  # the month-by-month table
+
+
+async def test_an_improvement_page_links_to_its_partners(
+    client: httpx.AsyncClient, session: Session, swift
+) -> None:
+    [linked] = [i for i in linked_improvements(session=session, partner_id=swift.id)
+                if i.improvement.title == "Consolidate courier collections"]  # fmt: skip
+
+    answer = await client.get(f"/improvements/{linked.improvement.id}")
+
+    assert f'<a href="/partners/{swift.id}">Swift Parcels</a>' in answer.text
 
 
 async def test_an_earlier_year_on_the_page(
