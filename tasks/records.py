@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, func, select
@@ -108,6 +108,8 @@ class RecordIn(BaseModel):
             number = float(value)
         except ValueError:
             raise _refuse("must be a number") from None
+        except OverflowError:  # an integer beyond any float
+            raise _refuse(f"must be at most {MAX_AMOUNT:.0e}") from None
         if not math.isfinite(number):
             raise _refuse("must be a finite number")
         if number < 0:
@@ -395,10 +397,33 @@ def read_csv(path: Path) -> Iterator[dict[str, str]]:
 # --- reading records back ------------------------------------------------------------------------
 
 
-def _start(moment: date | datetime) -> datetime:
-    if isinstance(moment, datetime):
+# How `since` and `until` are read, by the page and the API alike: a day ("2026-10-01") or a
+# moment ("2026-10-01T09:30", in the organisation's time zone unless it says otherwise).
+When = date | datetime
+WHEN = TypeAdapter(When)
+EARLIEST, LATEST = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+
+
+def parse_when(text: str, name: str) -> When | None:
+    """A `since` or `until` from a query string; blank is none, anything else not a time is a
+    422 naming the field."""
+    if not text.strip():
+        return None
+    try:
+        return WHEN.validate_python(text.strip())
+    except ValidationError:
+        message = "must be a day like 2026-10-01 or a time like 2026-10-01T09:30"
+        raise InvalidInput({name: message}) from None
+
+
+def _start(moment: When) -> datetime:
+    """The moment in UTC (a day: its first moment); at the ends of the calendar, the end."""
+    if not isinstance(moment, datetime):
+        moment = datetime.combine(moment, time())
+    try:
         return as_utc(moment)
-    return as_utc(datetime.combine(moment, time()))
+    except OverflowError:
+        return EARLIEST if moment.year < 2 else LATEST
 
 
 def _conditions(
@@ -409,8 +434,8 @@ def _conditions(
     partner_id: int | None,
     site: str | None,
     route: str | None,
-    since: date | datetime | None,
-    until: date | datetime | None,
+    since: When | None,
+    until: When | None,
 ) -> list[Any]:
     """The one meaning of the records filters: a day in `since` or `until` is a whole day in the
     organisation's time zone, both ends included."""
@@ -434,8 +459,8 @@ def _conditions(
     if since is not None:
         conditions.append(col(ServiceRecord.occurred_at) >= _start(since))
     if isinstance(until, datetime):
-        conditions.append(col(ServiceRecord.occurred_at) <= as_utc(until))
-    elif until is not None:
+        conditions.append(col(ServiceRecord.occurred_at) <= _start(until))
+    elif until is not None and until < date.max:
         conditions.append(col(ServiceRecord.occurred_at) < _start(until + timedelta(days=1)))
     return conditions
 
@@ -449,8 +474,8 @@ def records_query(
     partner_id: int | None = None,
     site: str | None = None,
     route: str | None = None,
-    since: date | datetime | None = None,
-    until: date | datetime | None = None,
+    since: When | None = None,
+    until: When | None = None,
     limit: int = 200,
     offset: int = 0,
 ) -> list[ServiceRecord]:
@@ -478,8 +503,8 @@ def count_records(
     partner_id: int | None = None,
     site: str | None = None,
     route: str | None = None,
-    since: date | datetime | None = None,
-    until: date | datetime | None = None,
+    since: When | None = None,
+    until: When | None = None,
 ) -> int:
     """How many records records_query would list with no limit."""
     conditions = _conditions(
@@ -510,6 +535,10 @@ def add_process(
     session.add(process)
     session.flush()
     return process, True
+
+
+def process_names(*, session: Session) -> dict[int, str]:
+    return {p.id: p.name for p in session.exec(select(ServiceProcess)) if p.id is not None}
 
 
 @dataclass
