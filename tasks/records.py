@@ -8,14 +8,23 @@ on `key`, so importing the same rows twice stores nothing the second time.
 import csv
 import hashlib
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, func, select
@@ -399,12 +408,30 @@ def read_csv(path: Path) -> Iterator[dict[str, str]]:
 
 # How `since` and `until` are read, by the page and the API alike: a day ("2026-10-01") or a
 # moment ("2026-10-01T09:30", in the organisation's time zone unless it says otherwise).
-When = date | datetime
-WHEN = TypeAdapter(When)
+DAY_OR_TIME = "must be a day like 2026-10-01 or a time like 2026-10-01T09:30"
+
+
+def _day_or_time(value: object) -> object:
+    """ISO text only: pydantic alone would read "0.5" as a Unix time, or midnight as a day."""
+    if isinstance(value, date):
+        return value
+    text = value.strip().upper() if isinstance(value, str) else ""
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return date.fromisoformat(text)
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ].+", text):
+            return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    raise _refuse(DAY_OR_TIME)
+
+
+When = Annotated[date | datetime, BeforeValidator(_day_or_time)]
+WHEN: TypeAdapter[date | datetime] = TypeAdapter(When)
 EARLIEST, LATEST = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
 
 
-def parse_when(text: str, name: str) -> When | None:
+def parse_when(text: str, name: str) -> date | datetime | None:
     """A `since` or `until` from a query string; blank is none, anything else not a time is a
     422 naming the field."""
     if not text.strip():
@@ -412,11 +439,10 @@ def parse_when(text: str, name: str) -> When | None:
     try:
         return WHEN.validate_python(text.strip())
     except ValidationError:
-        message = "must be a day like 2026-10-01 or a time like 2026-10-01T09:30"
-        raise InvalidInput({name: message}) from None
+        raise InvalidInput({name: DAY_OR_TIME}) from None
 
 
-def _start(moment: When) -> datetime:
+def _start(moment: date | datetime) -> datetime:
     """The moment in UTC (a day: its first moment); at the ends of the calendar, the end."""
     if not isinstance(moment, datetime):
         moment = datetime.combine(moment, time())
@@ -434,8 +460,8 @@ def _conditions(
     partner_id: int | None,
     site: str | None,
     route: str | None,
-    since: When | None,
-    until: When | None,
+    since: date | datetime | None,
+    until: date | datetime | None,
 ) -> list[Any]:
     """The one meaning of the records filters: a day in `since` or `until` is a whole day in the
     organisation's time zone, both ends included."""
@@ -474,8 +500,8 @@ def records_query(
     partner_id: int | None = None,
     site: str | None = None,
     route: str | None = None,
-    since: When | None = None,
-    until: When | None = None,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
     limit: int = 200,
     offset: int = 0,
 ) -> list[ServiceRecord]:
@@ -503,8 +529,8 @@ def count_records(
     partner_id: int | None = None,
     site: str | None = None,
     route: str | None = None,
-    since: When | None = None,
-    until: When | None = None,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
 ) -> int:
     """How many records records_query would list with no limit."""
     conditions = _conditions(
