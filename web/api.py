@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from improve import events
 from improve.settings import settings
 from models import (
+    RECORD_UNITS,
     Access,
     ActionStatus,
     ApprovalStatus,
@@ -35,12 +36,13 @@ from models import (
     ImprovementCreate,
     ImprovementPublic,
     Purpose,
+    RecordKind,
     Status,
 )
 from models.db import MAX_INT, get_engine, session_scope, utcnow
 from models.idempotency import MAX_KEY_LENGTH
 from models.improvement import NO_NUL_PATTERN, WHITESPACE
-from tasks import cases, updates
+from tasks import cases, records, updates
 from tasks.consent import record_consent
 from tasks.contact import CustomerNotFound, set_contact_preferences, window_text
 from tasks.lifecycle import get_improvement
@@ -762,3 +764,140 @@ def send_case_update(
         owner_id=colleague.id,
     )
     return out
+
+
+# --- service records -----------------------------------------------------------------------------
+
+MAX_RECORDS_PER_REQUEST = 10_000
+SomeText = Annotated[str | None, Query(max_length=120, pattern=NO_NUL_PATTERN)]
+
+
+class RecordsIn(BaseModel):
+    records: list[dict[str, Any]] = Field(
+        max_length=MAX_RECORDS_PER_REQUEST,
+        description=(
+            "Each an object with key (your system's own id; leave it out and a hash of the "
+            "fields is used), process (a new name creates it), kind ("
+            + ", ".join(RecordKind)
+            + "), occurred_at (ISO 8601; without a zone, the organisation's local time), "
+            "quantity (0 or more, in the kind's unit), and optionally customer_email, "
+            "partner_email (someone Improve knows), site, route, detail. A bad one is refused "
+            "in the answer, naming it; the others go in."
+        ),
+    )
+
+
+class RecordRefusal(BaseModel):
+    field: str = Field(description='Which record and field: "records[3].quantity".')
+    message: str
+
+
+class RecordsImported(BaseModel):
+    taken: int = Field(description="New records stored.")
+    already: int = Field(description="Records whose key was already stored: sent before.")
+    refused: list[RecordRefusal]
+    processes_created: list[str]
+
+
+class RecordOut(BaseModel):
+    id: int
+    key: str
+    process: str
+    kind: RecordKind
+    unit: str = Field(description="The unit of quantity.")
+    occurred_at: datetime
+    quantity: float
+    customer_id: int | None
+    partner_id: int | None
+    site: str
+    route: str
+    detail: str
+
+
+class RecordList(BaseModel):
+    items: list[RecordOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ProcessOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    records: int = Field(description="How many records the process has.")
+    by_kind: dict[str, int] = Field(description="How many of each kind.")
+
+
+@router.post("/records", response_model=RecordsImported)
+def create_records(data: RecordsIn) -> RecordsImported:
+    """Store service records (up to 10,000 a request); sending the same ones again stores
+    nothing more. Each record's own problems are in `refused`; the rest go in."""
+    with Session(get_engine()) as session:
+        summary = records.import_records(session=session, rows=data.records, first_line=0)
+    return RecordsImported(
+        taken=summary.taken,
+        already=summary.already,
+        refused=[
+            RecordRefusal(field=f"records[{r.line}].{r.field}", message=r.message)
+            for r in summary.refused
+        ],
+        processes_created=summary.processes_created,
+    )
+
+
+@router.get("/records", response_model=RecordList)
+def list_records(
+    kind: RecordKind | None = None,
+    process: SomeText = None,
+    customer: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
+    partner: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
+    site: SomeText = None,
+    route: SomeText = None,
+    since: Annotated[
+        records.When | None, Query(description="A day, or a time (local unless it says).")
+    ] = None,
+    until: Annotated[
+        records.When | None, Query(description="A day (all of it), or a time.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+) -> RecordList:
+    """Service records, latest first, with the filters of the records page (an evidence link's
+    query string works here too)."""
+    filters: dict[str, Any] = {
+        "kind": kind, "process": process, "customer_id": customer, "partner_id": partner,
+        "site": site, "route": route, "since": since, "until": until,
+    }  # fmt: skip
+    with Session(get_engine()) as session:
+        rows = records.records_query(session=session, **filters, limit=limit, offset=offset)
+        total = records.count_records(session=session, **filters)
+        names = records.process_names(session=session)
+        items = [
+            RecordOut.model_validate(
+                _fields(
+                    row,
+                    RecordOut,
+                    process=names.get(row.process_id, ""),
+                    unit=RECORD_UNITS[RecordKind(row.kind)],
+                )
+            )
+            for row in rows
+        ]
+    return RecordList(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/processes", response_model=list[ProcessOut])
+def list_processes() -> list[ProcessOut]:
+    """The service processes by name, with their records counted by kind."""
+    with Session(get_engine()) as session:
+        return [
+            ProcessOut(
+                id=row.process.id or 0,
+                name=row.process.name,
+                description=row.process.description,
+                records=row.total,
+                by_kind=row.by_kind,
+            )  # fmt: skip
+            for row in records.process_counts(session=session)
+        ]
