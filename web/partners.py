@@ -3,6 +3,7 @@
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -294,6 +295,6 @@ def read_process_footprint(
             **process.model_dump(include={"id", "name", "description"}),
             footprint=FootprintOut.model_validate(profile.footprint),
             improvements=_linked(profile),
-            records_url=f"{settings.base_url}/records?process={process_id}",
+            records_url=f"{settings.base_url}/records?process={quote(process.name)}",
             url=f"{settings.base_url}/processes/{process_id}",
         )

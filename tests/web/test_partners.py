@@ -109,7 +109,7 @@ async def test_a_process_page(client: httpx.AsyncClient, session: Session) -> No
     # 50 car miles × 0.26915 = 13.4575 kg
     assert "car miles" in text and "13.5" in text and "0.26915 kg CO2e per mile" in text
     assert "Route planning" in text and "9,800" in text
-    assert f'href="/records?process={depot.id}"' in text
+    assert 'href="/records?process=field%20visits"' in text
 
 
 @pytest.mark.parametrize("path", ["/partners/4242", "/processes/4242"])
