@@ -29,6 +29,13 @@ from tasks.factors import FactorMissing, activities, factor_set_in_force
 from tasks.lifecycle import get_improvement
 
 MEASURES = ("kg_co2e", "kwh", "kg_waste", "sheets_paper", "saving")
+MEASURE_NAMES = {
+    "kg_co2e": "Emissions avoided a year",
+    "kwh": "Energy saved a year",
+    "kg_waste": "Waste diverted a year",
+    "sheets_paper": "Paper saved a year",
+    "saving": "Money saved a year",
+}
 # measure → (the improvement's forecast column, its measured column)
 COLUMNS = {
     "kg_co2e": ("kg_co2e", "measured_kg_co2e"),
@@ -286,10 +293,13 @@ def _rows(values: list[Any]) -> list[dict[str, Any]]:
     return [_row(measure, f, a) for measure, (f, a) in zip(COLUMNS, pairs, strict=True)]
 
 
-def figure(measure: str, value: float | None) -> str:
-    """One measure as people read it: "£1,200", "484 kg CO2e"."""
+def figure(measure: str, value: float | None, *, signed: bool = False) -> str:
+    """One measure as people read it: "£1,200", "484 kg CO2e" ("+£300", "−50 kWh" if signed)."""
     if value is None:
         return "not measured"
+    if signed:
+        sign = "+" if value > 0 else ("−" if value < 0 else "")
+        return sign + figure(measure, abs(value))
     if measure == "saving":
         return money(value)
     unit = {"kg_co2e": "kg CO2e", "kwh": "kWh", "kg_waste": "kg", "sheets_paper": "sheets"}
