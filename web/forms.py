@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BaseModel
 
+from improve.errors import field_name
 from models.db import MAX_INT
 from models.improvement import ESTIMATE_FIELDS as ESTIMATE_FIELDS  # the forms read them too
 
@@ -61,19 +62,8 @@ def plain_errors(errors: Sequence[Any], *, skip: tuple[str, ...] = ()) -> dict[s
         loc = [str(part) for part in error.get("loc", ())]
         while loc and loc[0] in skip:
             loc.pop(0)
-        messages.setdefault(_field_name(loc), _message(error))
+        messages.setdefault(field_name(loc) or "body", _message(error))
     return messages
-
-
-def _field_name(loc: list[str]) -> str:
-    """("activities", "0", "activity") → "activities[0].activity": a field of one list item is
-    named with its index; a bad item of a plain list (customer_emails.2) on the list itself."""
-    while loc and loc[-1].isdigit():
-        loc = loc[:-1]
-    name = ""
-    for part in loc:
-        name += f"[{part}]" if part.isdigit() else (f".{part}" if name else part)
-    return name or "body"
 
 
 def _message(error: Mapping[str, Any]) -> str:

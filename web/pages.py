@@ -27,7 +27,7 @@ from models import (
 from models.db import get_engine, session_scope, utcnow
 from tasks.access import set_access
 from tasks.estimates import comparison, comparison_by_category, working
-from tasks.factors import activities
+from tasks.factors import activities, factor_sets
 from tasks.help import active_colleagues, ask_for_help, help_panel
 from tasks.impact import impact_totals
 from tasks.outbox import resend
@@ -375,6 +375,18 @@ def change_access(
     except InvalidInput as exc:
         return _colleagues_page(request, admin, error=str(exc))
     return _colleagues_page(request, admin, changed=message)
+
+
+# --- conversion factors ----------------------------------------------------------------------
+
+
+@router.get("/factors")
+def factor_list(request: Request) -> HTMLResponse:
+    """Every loaded factor set with its factors and sources, and which is in force (read-only:
+    `improve factors import` and `use` change them)."""
+    with session_scope() as session:  # the shipped set is loaded on first use
+        sets = factor_sets(session=session)
+        return page(request, "factors.html", {"sets": sets, "activities": activities()})
 
 
 # --- emails ----------------------------------------------------------------------------------
