@@ -724,13 +724,15 @@ def factors_show(name: Annotated[str, typer.Argument(help='The set, e.g. "uk-202
             f"[bold]{factor_set.name}[/] ({factor_set.year}){in_force}: "
             f"{escape(factor_set.document)}; {used} activity line(s) worked out with it"
         )
-        table = Table("factor", "kg CO2e per unit", "unit", "source", "row ID", "note")
+        # A line a factor, never wrapped: the source is long, and people grep for row IDs.
         for factor in factors:
-            table.add_row(
-                factor.activity, f"{factor.kg_co2e:.6g}", factor.unit,
-                escape(factor.source_table), factor.source_row, escape(factor.note),
-            )  # fmt: skip
-    console.print(table)
+            note = f"; derived: {factor.note}" if factor.note else ""
+            console.print(
+                f"  {factor.activity}: {factor.kg_co2e:.6g} kg CO2e per {factor.unit} — "
+                f"{factor.source_table}, row {factor.source_row}{note}",
+                markup=False,
+                soft_wrap=True,
+            )
 
 
 @factors_app.command("import")
