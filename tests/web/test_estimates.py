@@ -14,7 +14,7 @@ from tasks.planning import complete_improvement
 from tests.factories import make_colleague, make_improvement
 from tests.web.conftest import Events
 from tests.web.helpers import action_link, snapshot
-from tests.web.test_submit import GOOD, opened
+from tests.web.test_submit import opened
 
 
 async def test_the_form_works_letters_out_and_the_page_shows_the_working(
