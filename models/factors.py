@@ -16,11 +16,17 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from pydantic import BaseModel, field_validator
+from pydantic import Field as PydanticField
 from sqlmodel import Field, SQLModel
 
 from models.db import MAX_AMOUNT, UtcDateTime, utcnow
 
 ACTIVITIES = Path(__file__).resolve().parents[1] / "data" / "activities.csv"
+# A line is at most a million units a week, month or year, and an estimate at most 20 lines: so
+# whatever the input, a year's figures fit the improvement's columns (20 × 1e6 × 52 weeks × 2
+# sheets a letter stays under MAX_INT sheets; 60 £ a site visit under MAX_AMOUNT pounds).
+MAX_QUANTITY = 1e6
+MAX_LINES = 20
 
 
 class FactorSet(SQLModel, table=True):
@@ -133,10 +139,13 @@ class ActivityIn(BaseModel):
     list of them.
     """
 
-    activity: str = Field(description="One of data/activities.csv, e.g. letters, van_miles.")
-    quantity: float = Field(
-        ge=-MAX_AMOUNT,
-        le=MAX_AMOUNT,
+    activity: str = PydanticField(
+        description="One of data/activities.csv, e.g. letters, van_miles.",
+        json_schema_extra={"enum": list(activities())},
+    )
+    quantity: float = PydanticField(
+        ge=-MAX_QUANTITY,
+        le=MAX_QUANTITY,
         description="How much less per period (negative: more, e.g. a heat pump's electricity).",
     )
     per: Per = Per.year

@@ -24,6 +24,7 @@ from models import (
     Per,
     Status,
 )
+from models.db import MAX_AMOUNT, MAX_INT
 from models.factors import ActivityIn as ActivityIn  # re-exported: lines come in as these
 from tasks.factors import FactorMissing, activities, factor_set_in_force
 from tasks.lifecycle import get_improvement
@@ -124,7 +125,23 @@ def _work_all(
             raise FactorMissing(
                 missing.factor, missing.factor_set, f"activities[{number}].activity"
             ) from None
+        too_big = _beyond_limits({m: abs(getattr(worked[-1], m)) for m in MEASURES})
+        if too_big:
+            raise InvalidInput({f"activities[{number}].quantity": f"comes to {too_big}"})
+    too_big = _beyond_limits({m: sum(getattr(w, m) for w in worked) for m in MEASURES})
+    if too_big:
+        raise InvalidInput({"activities": f"together the lines come to {too_big}"})
     return worked
+
+
+def _beyond_limits(values: dict[str, float]) -> str | None:
+    """Why a year's figures cannot be stored (the improvement's columns hold at most
+    MAX_AMOUNT, and whole sheets up to MAX_INT), or None when they can."""
+    for measure, value in values.items():
+        limit = MAX_INT if measure == "sheets_paper" else MAX_AMOUNT
+        if value > limit:
+            return f"{figure(measure, value)} a year: more than the {limit:,.0f} Improve can hold"
+    return None
 
 
 def set_activity(
