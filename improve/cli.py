@@ -21,11 +21,13 @@ from models import (
     Category,
     Channel,
     Colleague,
+    Factor,
     ImprovementCreate,
     OutboxEmail,
     OutboxStatus,
 )
 from models.db import get_engine, init_db, schema_revision, session_scope
+from models.factors import activities
 
 app = typer.Typer(help="Improve: service improvements from idea to measured result.")
 db_app = typer.Typer(help="The Improve database.")
@@ -96,6 +98,15 @@ def submit(
     partner: Annotated[
         list[str] | None, typer.Option(help="Email of a partner it touches.")
     ] = None,
+    activity: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="What changes, ACTIVITY=QUANTITY/PER, e.g. letters=2000/month or "
+            "electricity=-4000/year (minus: more); repeat for more lines. When given, the "
+            "saving, kWh, CO2e, waste and paper are worked out from them and --saving, --kwh, "
+            "--co2e, --waste and --paper are ignored. Activities: " + ", ".join(activities()),
+        ),
+    ] = None,
 ) -> None:
     """Submit an improvement: it is stored, routed by authority and the approvers are emailed."""
     from tasks.approvals import route_improvement
@@ -104,11 +115,12 @@ def submit(
     # The same checks as the web form and the API: each field as the model is made (a number
     # that is NaN or infinite, a blank title), the rest in submit_improvement (who, for whom).
     try:
-        data = ImprovementCreate(
+        data = ImprovementCreate.model_validate(dict(
             title=title, category=category, submitter_email=submitter, description=description,
             estimated_cost=cost, annual_saving=saving, kwh=kwh, kg_co2e=co2e, kg_waste=waste,
             sheets_paper=paper, customer_emails=customer or [], partner_emails=partner or [],
-        )  # fmt: skip
+            activities=[_activity_line(text) for text in activity or []],
+        ))  # fmt: skip
     except ValidationError as exc:
         fail(str(field_errors(exc)))
     try:
@@ -134,6 +146,19 @@ def submit(
     if not asked:
         console.print("  approved within your own authority")
     console.print("Run `improve outbox send` to deliver the emails (the stack does it for you).")
+
+
+def _activity_line(text: str) -> dict[str, str]:
+    """ "letters=2000/month" → ActivityIn's fields (checked when ImprovementCreate is made)."""
+    name, equals, rest = text.partition("=")
+    amount, _, per = rest.partition("/")
+    if not equals or not name.strip() or not amount.strip():
+        fail(f"--activity {text!r}: write ACTIVITY=QUANTITY/PER, e.g. letters=2000/month")
+    return {
+        "activity": name.strip(),
+        "quantity": amount.strip().replace(",", ""),
+        "per": per.strip() or "year",
+    }
 
 
 @outbox_app.command("send")
@@ -753,6 +778,104 @@ def process_list() -> None:
             kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(row.by_kind.items()))
             table.add_row(row.process.name, str(row.total), kinds, row.process.description)
     console.print(table)
+
+
+# --- conversion factors ------------------------------------------------------------------------
+
+factors_app = typer.Typer(help="Conversion factor sets: the published year-sets estimates use.")
+app.add_typer(factors_app, name="factors")
+
+
+@factors_app.command("list")
+def factors_list() -> None:
+    """Every loaded set: which is in force, its year and document, how many lines used it."""
+    from tasks.factors import factor_sets
+
+    with session_scope() as session:  # the shipped set is loaded on first use
+        rows = factor_sets(session=session)
+        table = Table("set", "in force", "year", "factors", "lines worked out", "document")
+        for factor_set, factors, used in rows:
+            table.add_row(
+                factor_set.name, "yes" if factor_set.in_force else "", str(factor_set.year),
+                str(len(factors)), str(used), escape(factor_set.document),
+            )  # fmt: skip
+    console.print(table)
+
+
+@factors_app.command("show")
+def factors_show(name: Annotated[str, typer.Argument(help='The set, e.g. "uk-2025".')]) -> None:
+    """Each factor of one set: its value, unit and where in the published file it is."""
+    from tasks.factors import factor_sets
+
+    with session_scope() as session:
+        found = [row for row in factor_sets(session=session) if row[0].name == name]
+        if not found:
+            known = ", ".join(row[0].name for row in factor_sets(session=session))
+            fail(f"no factor set {name!r}; loaded: {known}")
+        factor_set, factors, used = found[0]
+        in_force = " — in force" if factor_set.in_force else ""
+        console.print(
+            f"[bold]{factor_set.name}[/] ({factor_set.year}){in_force}: "
+            f"{escape(factor_set.document)}; {used} activity line(s) worked out with it"
+        )
+        # A line a factor, never wrapped: the source is long, and people grep for row IDs.
+        for factor in factors:
+            note = f"; derived: {factor.note}" if factor.note else ""
+            console.print(
+                f"  {factor.activity}: {factor.kg_co2e:.6g} kg CO2e per {factor.unit} — "
+                f"{factor.source_table}, row {factor.source_row}{note}",
+                markup=False,
+                soft_wrap=True,
+            )
+
+
+@factors_app.command("import")
+def factors_import(
+    file: Annotated[Path, typer.Argument(help="The government's flat file (CSV) for a year.")],
+    name: Annotated[
+        str | None, typer.Option(help='Its name; default "uk-<year>" from the file.')
+    ] = None,
+    use: Annotated[bool, typer.Option("--use", help="Put it in force for new estimates.")] = False,
+) -> None:
+    """Load a year's flat file as a new set; a loaded set never changes."""
+    from tasks.factors import load_factor_set
+
+    try:
+        with session_scope() as session:
+            factor_set, missing = load_factor_set(session=session, path=file, name=name, use=use)
+            loaded = len(
+                session.exec(select(Factor).where(Factor.factor_set_id == factor_set.id)).all()
+            )
+            summary = (
+                f"Loaded [bold]{factor_set.name}[/] ({factor_set.year}): {loaded} factors"
+                + (", now in force" if use else "; put it in force with "
+                   f"`improve factors use {factor_set.name}`")
+            )  # fmt: skip
+    except ImproveError as exc:
+        fail(str(exc))
+    console.print(summary)
+    if missing:
+        console.print(
+            f"The file lacks {len(missing)} of Improve's factors: {', '.join(missing)}; "
+            "an activity that needs one is refused while this set is in force."
+        )
+
+
+@factors_app.command("use")
+def factors_use(name: Annotated[str, typer.Argument(help='The set, e.g. "uk-2026".')]) -> None:
+    """Put a loaded set in force for new estimates; estimates already made keep theirs."""
+    from tasks.factors import factor_set_in_force, use_factor_set
+
+    try:
+        with session_scope() as session:
+            before = factor_set_in_force(session=session).name
+            use_factor_set(session=session, name=name)
+    except ImproveError as exc:
+        fail(str(exc))
+    console.print(
+        f"[bold]{name}[/] is in force for new estimates (was {before}); "
+        "estimates already made keep the set they were worked out with."
+    )
 
 
 if __name__ == "__main__":

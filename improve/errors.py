@@ -1,5 +1,7 @@
 """Errors that name what is wrong, so a page, a JSON body or the CLI can say it plainly."""
 
+from collections.abc import Sequence
+
 from pydantic import ValidationError
 
 
@@ -49,12 +51,23 @@ class LinkRefused(ImproveError):
         self.status_code = status_code
 
 
+def field_name(loc: Sequence[object]) -> str:
+    """("activities", 0, "activity") → "activities[0].activity": a field of one list item is
+    named with its index; a bad item of a plain list (customer_emails.2) on the list itself."""
+    parts = [str(part) for part in loc]
+    while parts and parts[-1].isdigit():
+        parts.pop()
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if part.isdigit() else (f".{part}" if name else part)
+    return name
+
+
 def field_errors(exc: ValidationError) -> InvalidInput:
     """Turn pydantic's report into one plain message per field."""
     errors: dict[str, str] = {}
     for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "input"
-        errors.setdefault(field, error["msg"])
+        errors.setdefault(field_name(error["loc"]) or "input", error["msg"])
     return InvalidInput(errors)
 
 

@@ -6,13 +6,27 @@ are computed from activity lines ("2,000 fewer letters a month") with the set in
 estimate was made; the line records that set, so a later set never changes an estimate.
 """
 
+import csv
+import math
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
+from pathlib import Path
 
 import sqlalchemy as sa
+from pydantic import BaseModel, field_validator
+from pydantic import Field as PydanticField
 from sqlmodel import Field, SQLModel
 
 from models.db import MAX_AMOUNT, UtcDateTime, utcnow
+
+ACTIVITIES = Path(__file__).resolve().parents[1] / "data" / "activities.csv"
+# A line is at most a million units a week, month or year, and an estimate at most 20 lines: so
+# whatever the input, a year's figures fit the improvement's columns (20 × 1e6 × 52 weeks × 2
+# sheets a letter stays under MAX_INT sheets; 60 £ a site visit under MAX_AMOUNT pounds).
+MAX_QUANTITY = 1e6
+MAX_LINES = 20
 
 
 class FactorSet(SQLModel, table=True):
@@ -79,3 +93,84 @@ class ActivityLine(SQLModel, table=True):
     sheets_paper: float = 0
     saving: float = 0
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Something an improvement changes, and what one unit of it comes to."""
+
+    name: str
+    label: str
+    unit: str
+    factors: tuple[tuple[str, float], ...]  # (factor, how many of its units one unit is)
+    kwh: float
+    sheets: float
+    kg_waste: float
+    cost: float
+
+
+@cache
+def activities() -> dict[str, Activity]:
+    """data/activities.csv, read once: the activities an estimate may name."""
+    result: dict[str, Activity] = {}
+    with ACTIVITIES.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            terms = []
+            for term in row["factors"].split("+"):
+                factor, _, times = term.partition("*")
+                terms.append((factor.strip(), float(times) if times else 1.0))
+            result[row["activity"]] = Activity(
+                name=row["activity"],
+                label=row["label"],
+                unit=row["unit"],
+                factors=tuple(terms),
+                kwh=float(row["kwh"]),
+                sheets=float(row["sheets"]),
+                kg_waste=float(row["kg_waste"]),
+                cost=float(row["cost"]),
+            )
+    return result
+
+
+class ActivityIn(BaseModel):
+    """One change in activity: how much less of it there is each week, month or year.
+
+    Here beside the tables, not in tasks/, because ImprovementCreate (every door's input) holds a
+    list of them.
+    """
+
+    activity: str = PydanticField(
+        description="One of data/activities.csv, e.g. letters, van_miles.",
+        json_schema_extra={"enum": list(activities())},
+    )
+    quantity: float = PydanticField(
+        ge=-MAX_QUANTITY,
+        le=MAX_QUANTITY,
+        description="How much less per period (negative: more, e.g. a heat pump's electricity).",
+    )
+    per: Per = Per.year
+
+    @field_validator("activity")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in activities():
+            raise ValueError(f"unknown activity {value!r}; one of {', '.join(activities())}")
+        return value
+
+    @field_validator("quantity", mode="before")
+    @classmethod
+    def _a_number(cls, value: object) -> object:
+        if isinstance(value, bool | str) and not _numeric(value):
+            raise ValueError("must be a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+def _numeric(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False

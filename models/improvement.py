@@ -9,6 +9,7 @@ from pydantic import field_validator
 from sqlmodel import Field, SQLModel
 
 from models.db import MAX_AMOUNT, MAX_INT, UtcDateTime, utcnow
+from models.factors import MAX_LINES, ActivityIn
 
 NO_NUL = "must not contain a NUL character"
 # What str.split() splits on (every character whose str.isspace() is true), as a regex class:
@@ -155,6 +156,15 @@ class ImprovementCreate(ImprovementBase):
         default_factory=list,
         description="Partners it touches.",
         schema_extra=_documents(items={"type": "string", "pattern": NO_NUL_PATTERN}),
+    )
+    activities: list[ActivityIn] = Field(
+        default_factory=list,
+        max_length=MAX_LINES,
+        description=(
+            'What changes, e.g. {"activity": "letters", "quantity": 2000, "per": "month"}. When '
+            "given, the lines are worked out with the factor set in force into annual_saving, "
+            "kwh, kg_co2e, kg_waste and sheets_paper, and any of those typed is ignored."
+        ),
     )
 
     @field_validator("submitter_email")

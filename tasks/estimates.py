@@ -6,10 +6,8 @@ figures are the sum of its lines. The forecast and the measured result use the s
 recorded with the first estimate — so their difference is the work, not a new year's factors.
 """
 
-import math
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -26,11 +24,19 @@ from models import (
     Per,
     Status,
 )
-from models.db import MAX_AMOUNT
+from models.db import MAX_AMOUNT, MAX_INT
+from models.factors import ActivityIn as ActivityIn  # re-exported: lines come in as these
 from tasks.factors import FactorMissing, activities, factor_set_in_force
 from tasks.lifecycle import get_improvement
 
 MEASURES = ("kg_co2e", "kwh", "kg_waste", "sheets_paper", "saving")
+MEASURE_NAMES = {
+    "kg_co2e": "Emissions avoided a year",
+    "kwh": "Energy saved a year",
+    "kg_waste": "Waste diverted a year",
+    "sheets_paper": "Paper saved a year",
+    "saving": "Money saved a year",
+}
 # measure → (the improvement's forecast column, its measured column)
 COLUMNS = {
     "kg_co2e": ("kg_co2e", "measured_kg_co2e"),
@@ -39,43 +45,6 @@ COLUMNS = {
     "sheets_paper": ("sheets_paper", "measured_sheets_paper"),
     "saving": ("annual_saving", "measured_saving"),
 }
-
-
-class ActivityIn(BaseModel):
-    """One change in activity: how much less of it there is each week, month or year."""
-
-    activity: str = Field(description="One of data/activities.csv, e.g. letters, van_miles.")
-    quantity: float = Field(
-        ge=-MAX_AMOUNT,
-        le=MAX_AMOUNT,
-        description="How much less per period (negative: more, e.g. a heat pump's electricity).",
-    )
-    per: Per = Per.year
-
-    @field_validator("activity")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in activities():
-            raise ValueError(f"unknown activity {value!r}; one of {', '.join(activities())}")
-        return value
-
-    @field_validator("quantity", mode="before")
-    @classmethod
-    def _a_number(cls, value: object) -> object:
-        if isinstance(value, bool | str) and not _numeric(value):
-            raise ValueError("must be a number")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
-
-
-def _numeric(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except ValueError:
-        return False
 
 
 def describe(activity: str, amount: float, per: str) -> str:
@@ -121,6 +90,60 @@ def work_out(
     )
 
 
+def _factor_set_of(session: Session, improvement: Improvement) -> FactorSet:
+    """The set the improvement's estimate was made with, else the one in force now."""
+    factor_set = (
+        session.get(FactorSet, improvement.factor_set_id)
+        if improvement.factor_set_id is not None
+        else factor_set_in_force(session=session)
+    )
+    assert factor_set is not None and factor_set.id is not None
+    return factor_set
+
+
+def _work_all(
+    session: Session,
+    factor_set: FactorSet,
+    lines: list[ActivityIn],
+    improvement_id: int,
+    basis: Basis,
+) -> list[ActivityLine]:
+    """Every line worked out; a missing factor is named as the line the input gave it."""
+    worked = []
+    for number, line in enumerate(lines):
+        try:
+            worked.append(
+                work_out(
+                    session=session,
+                    factor_set=factor_set,
+                    line=line,
+                    improvement_id=improvement_id,
+                    basis=basis,
+                )
+            )
+        except FactorMissing as missing:
+            raise FactorMissing(
+                missing.factor, missing.factor_set, f"activities[{number}].activity"
+            ) from None
+        too_big = _beyond_limits({m: abs(getattr(worked[-1], m)) for m in MEASURES})
+        if too_big:
+            raise InvalidInput({f"activities[{number}].quantity": f"comes to {too_big}"})
+    too_big = _beyond_limits({m: sum(getattr(w, m) for w in worked) for m in MEASURES})
+    if too_big:
+        raise InvalidInput({"activities": f"together the lines come to {too_big}"})
+    return worked
+
+
+def _beyond_limits(values: dict[str, float]) -> str | None:
+    """Why a year's figures cannot be stored (the improvement's columns hold at most
+    MAX_AMOUNT, and whole sheets up to MAX_INT), or None when they can."""
+    for measure, value in values.items():
+        limit = MAX_INT if measure == "sheets_paper" else MAX_AMOUNT
+        if value > limit:
+            return f"{figure(measure, value)} a year: more than the {limit:,.0f} Improve can hold"
+    return None
+
+
 def set_activity(
     *, session: Session, improvement_id: int, basis: Basis, lines: list[ActivityIn]
 ) -> list[ActivityLine]:
@@ -132,22 +155,8 @@ def set_activity(
     improvement = get_improvement(session=session, improvement_id=improvement_id)
     if not lines:
         raise InvalidInput({"activity": "name at least one activity that changes"})
-    factor_set = (
-        session.get(FactorSet, improvement.factor_set_id)
-        if improvement.factor_set_id is not None
-        else factor_set_in_force(session=session)
-    )
-    assert factor_set is not None and factor_set.id is not None
-    worked = [
-        work_out(
-            session=session,
-            factor_set=factor_set,
-            line=line,
-            improvement_id=improvement_id,
-            basis=basis,
-        )
-        for line in lines
-    ]
+    factor_set = _factor_set_of(session, improvement)
+    worked = _work_all(session, factor_set, lines, improvement_id, basis)
     for old in session.exec(
         select(ActivityLine).where(
             ActivityLine.improvement_id == improvement_id, ActivityLine.basis == basis
@@ -165,6 +174,44 @@ def set_activity(
     session.add(improvement)
     session.flush()
     return worked
+
+
+def add_measured_activity(
+    *, session: Session, improvement_id: int, lines: list[ActivityIn]
+) -> list[ActivityLine]:
+    """Add measured lines to the improvement's actual lines (one action item's result); the
+    actual lines become the ones before and these, worked out again with the same set. Caller
+    commits."""
+    earlier = [
+        ActivityIn(activity=line.activity, quantity=line.quantity, per=Per(line.per))
+        for line in session.exec(
+            select(ActivityLine)
+            .where(
+                ActivityLine.improvement_id == improvement_id,
+                ActivityLine.basis == Basis.actual,
+            )
+            .order_by(col(ActivityLine.id))
+        ).all()
+    ]
+    improvement = get_improvement(session=session, improvement_id=improvement_id)
+    # Checked alone first, so a refusal names the owner's own line, not its place in the union.
+    _work_all(session, _factor_set_of(session, improvement), lines, improvement_id, Basis.actual)
+    worked = set_activity(
+        session=session, improvement_id=improvement_id, basis=Basis.actual, lines=earlier + lines
+    )
+    return worked[len(earlier) :]
+
+
+def activity_totals(*, session: Session, improvement_id: int, basis: Basis) -> dict[str, float]:
+    """Each measure summed over the improvement's lines of `basis` ({} when it has none)."""
+    lines = session.exec(
+        select(ActivityLine).where(
+            ActivityLine.improvement_id == improvement_id, ActivityLine.basis == basis
+        )
+    ).all()
+    if not lines:
+        return {}
+    return {measure: sum(getattr(line, measure) for line in lines) for measure in MEASURES}
 
 
 def working(*, session: Session, improvement_id: int) -> list[dict[str, Any]]:
@@ -263,10 +310,13 @@ def _rows(values: list[Any]) -> list[dict[str, Any]]:
     return [_row(measure, f, a) for measure, (f, a) in zip(COLUMNS, pairs, strict=True)]
 
 
-def figure(measure: str, value: float | None) -> str:
-    """One measure as people read it: "£1,200", "484 kg CO2e"."""
+def figure(measure: str, value: float | None, *, signed: bool = False) -> str:
+    """One measure as people read it: "£1,200", "484 kg CO2e" ("+£300", "−50 kWh" if signed)."""
     if value is None:
         return "not measured"
+    if signed:
+        sign = "+" if value > 0 else ("−" if value < 0 else "")
+        return sign + figure(measure, abs(value))
     if measure == "saving":
         return money(value)
     unit = {"kg_co2e": "kg CO2e", "kwh": "kWh", "kg_waste": "kg", "sheets_paper": "sheets"}

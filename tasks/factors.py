@@ -10,13 +10,14 @@ import csv
 import math
 import re
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 from sqlmodel import Session, col, select
 
-from improve.errors import ImproveError, NotFound
+from improve.errors import ImproveError, InvalidInput, NotFound
 from models import ActivityLine, Factor, FactorSet
+from models.factors import Activity as Activity  # re-exported: read with the factors
+from models.factors import activities as activities
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SHIPPED = DATA / "factors" / "uk-2025.csv"
@@ -159,14 +160,17 @@ class FactorSetExists(ImproveError):
         )
 
 
-class FactorMissing(ImproveError):
-    status_code = 422
+class FactorMissing(InvalidInput):
+    """An activity whose factor the set lacks: bad input for the line that names it (`field`)."""
 
-    def __init__(self, factor: str, factor_set: str) -> None:
+    def __init__(self, factor: str, factor_set: str, field: str = "activity") -> None:
         super().__init__(
-            f"factor set {factor_set} has no {factor} factor: load the government's flat file "
-            "that has it (improve factors import FILE --use)"
+            {
+                field: f"factor set {factor_set} has no {factor} factor: load the government's "
+                "flat file that has it (improve factors import FILE --use)"
+            }
         )
+        self.factor, self.factor_set = factor, factor_set
 
 
 @dataclass(frozen=True)
@@ -312,41 +316,4 @@ def factor_sets(*, session: Session) -> list[tuple[FactorSet, list[Factor], int]
             ).all()
         )
         result.append((factor_set, list(factors), used))
-    return result
-
-
-@dataclass(frozen=True)
-class Activity:
-    """Something an improvement changes, and what one unit of it comes to."""
-
-    name: str
-    label: str
-    unit: str
-    factors: tuple[tuple[str, float], ...]  # (factor, how many of its units one unit is)
-    kwh: float
-    sheets: float
-    kg_waste: float
-    cost: float
-
-
-@cache
-def activities() -> dict[str, Activity]:
-    """data/activities.csv, read once: the activities an estimate may name."""
-    result: dict[str, Activity] = {}
-    with (DATA / "activities.csv").open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            terms = []
-            for term in row["factors"].split("+"):
-                factor, _, times = term.partition("*")
-                terms.append((factor.strip(), float(times) if times else 1.0))
-            result[row["activity"]] = Activity(
-                name=row["activity"],
-                label=row["label"],
-                unit=row["unit"],
-                factors=tuple(terms),
-                kwh=float(row["kwh"]),
-                sheets=float(row["sheets"]),
-                kg_waste=float(row["kg_waste"]),
-                cost=float(row["cost"]),
-            )
     return result

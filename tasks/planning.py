@@ -15,6 +15,7 @@ from models import (
     ActionStatus,
     ApprovalRequest,
     ApprovalStatus,
+    Basis,
     Case,
     Category,
     Channel,
@@ -26,6 +27,7 @@ from models import (
 )
 from models.db import MAX_AMOUNT, utcnow
 from tasks import links
+from tasks.estimates import ActivityIn, activity_totals, add_measured_activity
 from tasks.follow_up import action_email_context, link_expires_at, step_url
 from tasks.lifecycle import get_improvement, move, raised_for_case
 from tasks.mail import queue_email
@@ -288,6 +290,8 @@ def plan_actions(
 
 
 MEASURES = ("measured_saving", "measured_kwh", "measured_kg_co2e", "measured_kg_waste")
+LINE_MEASURES = ("saving", "kwh", "kg_co2e", "kg_waste")  # the same, as activity lines name them
+PAPER = "measured_sheets_paper"
 
 
 def complete_action(
@@ -302,8 +306,14 @@ def complete_action(
     note: str = "",
     channel: Channel | str = Channel.web,
     token: str | None = None,
+    activities: list[ActivityIn] | None = None,
 ) -> ActionItem:
     """Mark an open item done with its measured result. Caller commits, then emits ACTION_COMPLETED.
+
+    The result is typed figures, or measured `activities` ("300 fewer van miles a week"): lines
+    are added to the improvement's actual lines, worked out with its factor set, and the typed
+    figures of this item are then ignored, so one result is never counted twice (the item has no
+    lines of its own: ActivityLine belongs to the improvement).
 
     The update is conditional on the item being open: of two completions (a double click, two tabs)
     one wins and the other gets LinkRefused("used"). A `token` from an emailed link must still be
@@ -332,6 +342,8 @@ def complete_action(
         errors["by"] = "say who completed it"
     if errors:
         raise InvalidInput(errors)
+    if activities:
+        values = dict.fromkeys(MEASURES)
 
     item = session.get(ActionItem, action_id)
     if item is None:
@@ -356,6 +368,8 @@ def complete_action(
         when = f" on {item.completed_at:%Y-%m-%d %H:%M} UTC" if item.completed_at else ""
         who = f" by {item.completed_by}" if item.completed_by else ""
         raise LinkRefused("used", f"This action is already {item.status}{who}{when}.", 410)
+    if activities:
+        add_measured_activity(session=session, improvement_id=item.improvement_id, lines=activities)
     # ActionItem has no channel column; the log keeps which door the completion came through.
     log.info("action %s of IMP-%s done by %s via %s", action_id, item.improvement_id, by, channel)
     return item
@@ -376,10 +390,16 @@ def complete_improvement(*, session: Session, improvement_id: int, actor: str) -
     if not items or any(i.status == ActionStatus.open for i in items):
         return False
     done = [i for i in items if i.status == ActionStatus.done]
+    # What owners typed plus what their measured activity works out to: an item that gave
+    # activity stored no typed figures (complete_action), so nothing is counted twice. A measure
+    # nobody gave stays None, unknown; paper is measured only through activity.
+    lines = activity_totals(session=session, improvement_id=improvement_id, basis=Basis.actual)
     totals: dict[str, float | None] = {}
-    for field in MEASURES:
-        measured = [getattr(i, field) for i in done if getattr(i, field) is not None]
-        totals[field] = float(sum(measured)) if measured else None  # nobody measured it: unknown
+    for field, measure in [*zip(MEASURES, LINE_MEASURES, strict=True), (PAPER, "sheets_paper")]:
+        measured = [getattr(i, field) for i in done if getattr(i, field, None) is not None]
+        if measure in lines:
+            measured.append(lines[measure])
+        totals[field] = max(0.0, float(sum(measured))) if measured else None
     try:
         move(
             session=session,
@@ -408,6 +428,8 @@ def _completion_reason(done: int, total: int, totals: dict[str, float | None]) -
         parts.append(quantity(totals["measured_kg_co2e"], "kg CO2e"))
     if totals["measured_kg_waste"] is not None:
         parts.append(quantity(totals["measured_kg_waste"], "kg waste diverted"))
+    if totals.get(PAPER) is not None:
+        parts.append(quantity(totals[PAPER] or 0, "sheets of paper"))
     impact = "measured " + ", ".join(parts) if parts else "no measured result recorded"
     steps = (
         f"all {total} steps done"

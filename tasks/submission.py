@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 from improve.errors import Forbidden, InvalidInput
 from models import (
     Access,
+    Basis,
     Channel,
     Colleague,
     Customer,
@@ -22,6 +23,7 @@ from models import (
     Status,
 )
 from models.db import utcnow
+from tasks.estimates import set_activity
 from tasks.lifecycle import record_creation
 
 # How long a key answers for its submission; after that it is forgotten and may be used again.
@@ -52,7 +54,9 @@ def submit_improvement(
     whom. `by` is the signed-in colleague (web and API): the submitter unless the data names
     someone else, which only operations may do; the history then says who submitted it for whom.
     Without `by` (the CLI, run by whoever runs Improve) the data must name the submitter.
-    Everything is checked before anything is written, so bad input leaves no trace.
+    Everything is checked before anything is written, so bad input leaves no trace; activity
+    lines (worked out into the estimate) are checked as they are written, and the caller's
+    transaction, never committed, takes them back.
     The caller commits, then announces it (improve.events.emit_submitted).
     """
     errors: dict[str, str] = {}
@@ -77,12 +81,23 @@ def submit_improvement(
     assert submitter is not None
 
     improvement = Improvement.model_validate(
-        data.model_dump(exclude={"submitter_email", "customer_emails", "partner_emails"}),
+        data.model_dump(
+            exclude={"submitter_email", "customer_emails", "partner_emails", "activities"}
+        ),
         update={"submitter_id": submitter.id, "status": Status.submitted},
     )
     session.add(improvement)
     session.flush()
     assert improvement.id is not None
+    if data.activities:
+        # The lines set the estimate (typed figures give way), in this transaction: a missing
+        # factor refuses the whole submission, naming the line (activities[n].activity).
+        set_activity(
+            session=session,
+            improvement_id=improvement.id,
+            basis=Basis.forecast,
+            lines=data.activities,
+        )
     for customer_id in customers:
         session.add(ImprovementCustomer(improvement_id=improvement.id, customer_id=customer_id))
     for partner_id in partners:

@@ -24,6 +24,7 @@ from models import (
     Access,
     ActionStatus,
     ApprovalStatus,
+    Basis,
     Case,
     CaseStatus,
     Category,
@@ -35,6 +36,7 @@ from models import (
     Improvement,
     ImprovementCreate,
     ImprovementPublic,
+    Per,
     Purpose,
     RecordKind,
     Status,
@@ -45,6 +47,7 @@ from models.improvement import NO_NUL_PATTERN, WHITESPACE
 from tasks import cases, records, updates
 from tasks.consent import record_consent
 from tasks.contact import CustomerNotFound, set_contact_preferences, window_text
+from tasks.estimates import comparison, comparison_by_category, working
 from tasks.lifecycle import get_improvement
 from web.auth import Staff, require
 from web.forms import Id
@@ -61,6 +64,10 @@ class ImprovementOut(ImprovementPublic):
     measured_kwh: float | None = None
     measured_kg_co2e: float | None = None
     measured_kg_waste: float | None = None
+    measured_sheets_paper: float | None = None
+    factor_set_id: int | None = Field(
+        default=None, description="The factor set its figures were worked out with, if any."
+    )
     url: str = Field(description="The improvement's page in the web app.")
 
 
@@ -115,7 +122,45 @@ class TransitionOut(BaseModel):
     at: datetime
 
 
+class FactorOut(BaseModel):
+    factor: str = Field(description='Improve\'s name for it, e.g. "van_mile".')
+    times: float = Field(description="How many of the factor's units one unit of activity is.")
+    kg_co2e_per_unit: float
+    unit: str
+    source: str = Field(description="The published document, its table and the row's ID.")
+    note: str = Field(description="How a derived factor is derived; empty when published as is.")
+
+
+class WorkingLine(BaseModel):
+    """One activity line and what it comes to a year."""
+
+    basis: Basis = Field(description="forecast (the estimate) or actual (the measured result).")
+    activity: str
+    quantity: float
+    per: Per
+    text: str = Field(description='e.g. "2,000 fewer letters posted a month".')
+    per_year: float
+    unit: str
+    factor_set: str
+    factors: list[FactorOut]
+    kg_co2e: float
+    kwh: float
+    kg_waste: float
+    sheets_paper: float
+    saving: float
+
+
+class ComparisonRow(BaseModel):
+    measure: str = Field(description="kg_co2e, kwh, kg_waste, sheets_paper or saving (£).")
+    forecast: float
+    actual: float | None = Field(description="null until it is measured.")
+    variance: float | None = Field(description="actual − forecast.")
+    variance_percent: float | None = Field(description="The variance as % of the forecast.")
+
+
 class ImprovementDetail(ImprovementOut):
+    working: list[WorkingLine] = Field(description="How the figures were worked out.")
+    forecast_vs_actual: list[ComparisonRow]
     approvals: list[ApprovalOut]
     actions: list[ActionOut]
     history: list[TransitionOut]
@@ -350,8 +395,26 @@ def read_improvement(improvement_id: Id) -> ImprovementDetail:
                 history=[_fields(t, TransitionOut) for t in view.history],
                 customer_ids=[c.id for c in view.customers],
                 partner_ids=[p.id for p in view.partners],
+                working=working(session=session, improvement_id=improvement_id),
+                forecast_vs_actual=comparison(view.improvement),
             )
         )
+
+
+class Impact(BaseModel):
+    """Completed improvements' forecast against what was measured."""
+
+    by_category: dict[Category, list[ComparisonRow]]
+    total: list[ComparisonRow]
+
+
+@router.get("/impact", response_model=Impact)
+def read_impact() -> Impact:
+    """Forecast, actual and variance per measure: for each category and in total."""
+    with Session(get_engine()) as session:
+        rows = comparison_by_category(session=session)
+    total = rows.pop("total")
+    return Impact.model_validate({"by_category": rows, "total": total})
 
 
 # --- customers' preferences ----------------------------------------------------------------------

@@ -7,7 +7,9 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import Path
+from pydantic import BaseModel
 
+from improve.errors import field_name
 from models.db import MAX_INT
 from models.improvement import ESTIMATE_FIELDS as ESTIMATE_FIELDS  # the forms read them too
 
@@ -60,9 +62,7 @@ def plain_errors(errors: Sequence[Any], *, skip: tuple[str, ...] = ()) -> dict[s
         loc = [str(part) for part in error.get("loc", ())]
         while loc and loc[0] in skip:
             loc.pop(0)
-        # A bad item of a list (customer_emails.2) is reported on the list field itself.
-        field = ".".join(part for part in loc if not part.isdigit()) or "body"
-        messages.setdefault(field, _message(error))
+        messages.setdefault(field_name(loc) or "body", _message(error))
     return messages
 
 
@@ -115,3 +115,70 @@ def parse_day(raw: str | None, field: str, errors: dict[str, str]) -> date | Non
     except ValueError:
         errors[field] = f"“{raw}” is not a date such as 2026-12-01"
         return None
+
+
+# --- activity lines ("2,000 fewer letters a month"), the same rows on every form ---------------
+
+ACTIVITY_ROWS = 3  # rows a form shows; more lines come through the API or the CLI
+
+
+class ActivityRows(BaseModel):
+    """The "What changes" rows of a form, exactly as typed (kept to show again on an error)."""
+
+    activity_0: str = ""
+    quantity_0: str = ""
+    per_0: str = "year"
+    activity_1: str = ""
+    quantity_1: str = ""
+    per_1: str = "year"
+    activity_2: str = ""
+    quantity_2: str = ""
+    per_2: str = "year"
+
+
+def activity_lines(
+    form: ActivityRows, errors: dict[str, str]
+) -> tuple[list[dict[str, str]], list[int]]:
+    """The filled rows as ActivityIn's fields, and the row each came from (for row_errors).
+
+    A row with nothing in it is skipped; a half-filled one is an error on the half that is
+    missing. Quantities may be negative ("more") and carry commas: "2,000"."""
+    lines: list[dict[str, str]] = []
+    rows: list[int] = []
+    for row in range(ACTIVITY_ROWS):
+        activity = getattr(form, f"activity_{row}").strip()
+        amount = getattr(form, f"quantity_{row}").strip().replace(",", "").replace(" ", "")
+        if not activity and not amount:
+            continue
+        if not activity:
+            errors[f"activity_{row}"] = "choose what changes"
+        if not amount:
+            errors[f"quantity_{row}"] = "say how much less (or, with a minus sign, more)"
+        if activity and amount:
+            lines.append(
+                {"activity": activity, "quantity": amount, "per": getattr(form, f"per_{row}")}
+            )
+            rows.append(row)
+    return lines, rows
+
+
+def row_errors(errors: dict[str, str], rows: list[int]) -> dict[str, str]:
+    """Errors keyed activities[n].field (the API's names) → the form's own field_row names."""
+    result: dict[str, str] = {}
+    for field, message in errors.items():
+        found = re.fullmatch(r"activities\[(\d+)\]\.(\w+)", field)
+        if found and int(found.group(1)) < len(rows):
+            result[f"{found.group(2)}_{rows[int(found.group(1))]}"] = message
+        else:
+            result[field] = message
+    return result
+
+
+def activity_field_names() -> dict[str, str]:
+    """How the error summary names each row's fields."""
+    names = {"activity": "What changes", "quantity": "How much", "per": "Per"}
+    return {
+        f"{field}_{row}": f"{text}, line {row + 1}"
+        for row in range(ACTIVITY_ROWS)
+        for field, text in names.items()
+    }

@@ -9,6 +9,7 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
+from pydantic import ValidationError
 from sqlmodel import Session, select
 from starlette.responses import HTMLResponse
 
@@ -28,13 +29,24 @@ from models import (
 from models.db import get_engine
 from tasks.consent import opt_out, unsubscribe_url
 from tasks.decisions import record_decision
+from tasks.estimates import ActivityIn
+from tasks.factors import activities
 from tasks.help import answer_help, subject_of
 from tasks.lifecycle import get_improvement
 from tasks.links import check_action_link, check_approval_link, check_help_link
 from tasks.mail import reader_for
 from tasks.planning import complete_action
 from tasks.routing import levels_for
-from web.forms import Id, parse_amount
+from web.forms import (
+    ACTIVITY_ROWS,
+    ActivityRows,
+    Id,
+    activity_field_names,
+    activity_lines,
+    parse_amount,
+    plain_errors,
+    row_errors,
+)
 from web.limits import check_guesses
 from web.render import page
 from web.views import colleagues_by_id
@@ -174,8 +186,11 @@ def _action_context(session: Session, action: ActionItem) -> dict[str, Any]:
         "improvement": improvement,
         "owner": owner,
         "fields": MEASURED_FIELDS,
+        "field_names": {**MEASURED_FIELDS, **activity_field_names(), "note": "Result note"},
+        "activities": activities(),
+        "activity_count": ACTIVITY_ROWS,
         "errors": {},
-        "values": {name: "" for name in [*MEASURED_FIELDS, "note"]},
+        "values": ActionForm().model_dump(),
     }
 
 
@@ -187,29 +202,34 @@ def show_action(request: Request, action_id: Id, token: str) -> HTMLResponse:
         return page(request, "action.html", _action_context(session, action), private=True)
 
 
+class ActionForm(ActivityRows):
+    """The action page's form as typed: measured figures, or measured activity, and a note."""
+
+    measured_saving: str = ""
+    measured_kwh: str = ""
+    measured_kg_co2e: str = ""
+    measured_kg_waste: str = ""
+    note: str = ""
+
+
 @router.post("/actions/{action_id}/{token}")
 def complete_action_item(
-    request: Request,
-    action_id: Id,
-    token: str,
-    measured_saving: Annotated[str, Form()] = "",
-    measured_kwh: Annotated[str, Form()] = "",
-    measured_kg_co2e: Annotated[str, Form()] = "",
-    measured_kg_waste: Annotated[str, Form()] = "",
-    note: Annotated[str, Form()] = "",
+    request: Request, action_id: Id, token: str, form: Annotated[ActionForm, Form()]
 ) -> HTMLResponse:
     """Mark the item done with what was measured, commit, then announce it."""
-    raw = {
-        "measured_saving": measured_saving,
-        "measured_kwh": measured_kwh,
-        "measured_kg_co2e": measured_kg_co2e,
-        "measured_kg_waste": measured_kg_waste,
-    }
-    note = note.strip()
+    raw = {name: getattr(form, name) for name in MEASURED_FIELDS}
+    note = form.note.strip()
     errors: dict[str, str] = {}
     numbers = {name: parse_amount(value, name, errors) for name, value in raw.items()}
     if len(note) > 2000:
         errors["note"] = f"Please keep the note under 2,000 characters (it is {len(note):,})."
+    lines, rows = activity_lines(form, errors)
+    measured: list[ActivityIn] = []
+    for line, row in zip(lines, rows, strict=True):
+        try:
+            measured.append(ActivityIn.model_validate(line))
+        except ValidationError as exc:
+            errors.update(row_errors(plain_errors(exc.errors(), skip=()), [row]))
     with Session(get_engine()) as session:
         action = check_action_link(session=session, action_id=action_id, token=token)
         if not errors:
@@ -222,14 +242,15 @@ def complete_action_item(
                     note=note,
                     channel=Channel.email,
                     token=token,
+                    activities=measured,
                     **numbers,
                 )
-            except InvalidInput as exc:
+            except InvalidInput as exc:  # a missing factor names its line: activities[n].activity
                 session.rollback()
-                errors = dict(exc.errors)
+                errors = row_errors(exc.errors, rows)
         if errors:
             context = _action_context(session, action)
-            context.update(errors=errors, values={**raw, "note": note})
+            context.update(errors=errors, values={**form.model_dump(), "note": note})
             return page(request, "action.html", context, status_code=422, private=True)
         session.commit()
         context = _action_context(session, action)

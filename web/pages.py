@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import func
 from sqlmodel import Session, select
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -26,17 +26,24 @@ from models import (
 )
 from models.db import get_engine, session_scope, utcnow
 from tasks.access import set_access
+from tasks.estimates import comparison, comparison_by_category, working
+from tasks.factors import activities, factor_sets
 from tasks.help import active_colleagues, ask_for_help, help_panel
 from tasks.impact import impact_totals
 from tasks.outbox import resend
 from tasks.submission import KEY_LIFETIME, IdempotencyKeyReused
 from web.auth import Staff, _mac, may_see_contacts, require
 from web.forms import (
+    ACTIVITY_ROWS,
     ESTIMATE_FIELDS,
     WHOLE_NUMBER_FIELDS,
+    ActivityRows,
     Id,
+    activity_field_names,
+    activity_lines,
     parse_amount,
     plain_errors,
+    row_errors,
     split_emails,
 )
 from web.render import page
@@ -74,7 +81,9 @@ def dashboard(request: Request) -> HTMLResponse:
     with Session(get_engine()) as session:
         data = load_dashboard(session)
         totals = impact_totals(session=session)
-    return page(request, "dashboard.html", {"data": data, "totals": totals})
+        by_category = comparison_by_category(session=session)
+    context = {"data": data, "totals": totals, "by_category": by_category}
+    return page(request, "dashboard.html", context)
 
 
 @router.get("/improvements")
@@ -136,7 +145,10 @@ def improvement_page(request: Request, improvement_id: Id, colleague: Staff) -> 
                 "kwh": imp.measured_kwh,
                 "kg_co2e": imp.measured_kg_co2e,
                 "kg_waste": imp.measured_kg_waste,
+                "sheets_paper": imp.measured_sheets_paper,
             },
+            "working": working(session=session, improvement_id=improvement_id),
+            "comparison": comparison(imp),
         }
         return page(request, "improvement.html", context)
 
@@ -144,7 +156,7 @@ def improvement_page(request: Request, improvement_id: Id, colleague: Staff) -> 
 # --- submission ------------------------------------------------------------------------------
 
 
-class SubmitForm(BaseModel):
+class SubmitForm(ActivityRows):
     """The fields of the submission form, exactly as typed (checked below, kept on error)."""
 
     title: str = ""
@@ -196,7 +208,7 @@ def _submit_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     assert colleague.id is not None
-    order = list(FIELD_NAMES)
+    order = list({**FIELD_NAMES, **activity_field_names()})
     # A token not yet used is kept, so correcting a field and sending again stays one submission.
     token = form.form_token if form_key(form.form_token, colleague.id) else ""
     context: dict[str, Any] = {
@@ -208,7 +220,9 @@ def _submit_page(
         ),
         "categories": list(Category),
         "labels": ESTIMATE_LABELS,
-        "field_names": {**FIELD_NAMES, "form_token": "This form"},
+        "field_names": {**FIELD_NAMES, **activity_field_names(), "form_token": "This form"},
+        "activities": activities(),
+        "activity_count": ACTIVITY_ROWS,
         "on_behalf": Access(colleague.access).includes(Access.operations),
     }
     return page(request, "submit.html", context, status_code=status_code)
@@ -237,12 +251,13 @@ def submit_from_form(
         value = parse_amount(getattr(form, name), name, errors, whole=name in WHOLE_NUMBER_FIELDS)
         if value is not None:
             data[name] = value
+    data["activities"], rows = activity_lines(form, errors)
     if not form.category:
         errors["category"] = "choose a category"
     try:
         create = ImprovementCreate.model_validate(data)
     except ValidationError as exc:
-        for field, message in plain_errors(exc.errors()).items():
+        for field, message in row_errors(plain_errors(exc.errors()), rows).items():
             errors.setdefault(field, message)
         create = None
     assert colleague.id is not None
@@ -260,8 +275,8 @@ def submit_from_form(
         except IdempotencyKeyReused as exc:
             # Sent again, say from the back button: the form already made its improvement.
             improvement_id = exc.improvement_id
-        except InvalidInput as exc:
-            errors.update(exc.errors)
+        except InvalidInput as exc:  # a missing factor names its line: activities[n].activity
+            errors.update(row_errors(exc.errors, rows))
             return _submit_page(request, form, errors, colleague, status_code=422)
         return RedirectResponse(f"/improvements/{improvement_id}", status_code=303)
     return _submit_page(request, form, errors, colleague, status_code=422)
@@ -360,6 +375,18 @@ def change_access(
     except InvalidInput as exc:
         return _colleagues_page(request, admin, error=str(exc))
     return _colleagues_page(request, admin, changed=message)
+
+
+# --- conversion factors ----------------------------------------------------------------------
+
+
+@router.get("/factors")
+def factor_list(request: Request) -> HTMLResponse:
+    """Every loaded factor set with its factors and sources, and which is in force (read-only:
+    `improve factors import` and `use` change them)."""
+    with session_scope() as session:  # the shipped set is loaded on first use
+        sets = factor_sets(session=session)
+        return page(request, "factors.html", {"sets": sets, "activities": activities()})
 
 
 # --- emails ----------------------------------------------------------------------------------

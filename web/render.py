@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse
 
 from improve.formatting import FILTERS, payback_months
 from improve.settings import settings
+from tasks.estimates import MEASURE_NAMES, figure
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "web"
 
@@ -42,7 +43,12 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(FILTERS)
-    env.globals.update(payback_months=payback_months, prefect_ui_url=PREFECT_UI_URL)
+    env.globals.update(
+        payback_months=payback_months,
+        prefect_ui_url=PREFECT_UI_URL,
+        figure=figure,  # forecast beside actual (tasks/estimates.py)
+        measure_names=MEASURE_NAMES,
+    )
     return env
 
 
