@@ -45,7 +45,7 @@ _WORDING: dict[str, list[tuple[str, str]]] = {
             "{n} kg of waste kept out of landfill (measured)",
             "About {n} kg of waste kept out of landfill a year",
         ),
-        ("", "About {n} sheets of paper a year"),
+        ("{n} sheets of paper saved (measured)", "About {n} sheets of paper a year"),
     ],
     "cy": [
         ("{m} wedi'i arbed (wedi'i fesur)", "Tua {m} wedi'i arbed bob blwyddyn"),
@@ -58,7 +58,10 @@ _WORDING: dict[str, list[tuple[str, str]]] = {
             "{n} kg o wastraff wedi'i gadw o safleoedd tirlenwi (wedi'i fesur)",
             "Tua {n} kg o wastraff wedi'i gadw o safleoedd tirlenwi bob blwyddyn",
         ),
-        ("", "Tua {n} o ddalennau papur bob blwyddyn"),
+        (
+            "{n} o ddalennau papur wedi'u harbed (wedi'u mesur)",
+            "Tua {n} o ddalennau papur bob blwyddyn",
+        ),
     ],
 }
 
@@ -67,7 +70,8 @@ def impact_lines(improvement: Improvement, language: str = "en") -> list[str]:
     """Plain lines for notices, e.g. "About 1,200 kWh of energy a year" (or in Welsh, "cy").
 
     A measured result wins over the estimate it replaces; the estimate is shown as one ("About ...
-    a year"). Nothing is converted: kg CO2e is what was estimated or measured, never derived here.
+    a year"). Nothing is converted here: the figures are those estimated or measured
+    (tasks/estimates.py works them out from activity).
     """
     lines: list[str] = []
     figures: list[tuple[float | None, float | None]] = [
@@ -75,7 +79,7 @@ def impact_lines(improvement: Improvement, language: str = "en") -> list[str]:
         (improvement.measured_kwh, improvement.kwh),
         (improvement.measured_kg_co2e, improvement.kg_co2e),
         (improvement.measured_kg_waste, improvement.kg_waste),
-        (None, improvement.sheets_paper),  # paper is estimated only
+        (improvement.measured_sheets_paper, improvement.sheets_paper),
     ]
     for (measured, estimated), (measured_text, estimated_text) in zip(
         figures, _WORDING[language], strict=True
