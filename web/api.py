@@ -168,7 +168,9 @@ class ImprovementDetail(ImprovementOut):
     partner_ids: list[int]
 
 
-def _error(description: str, headers: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def error_response(
+    description: str, headers: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """A documented refusal: always the ErrorBody JSON, with any headers it always carries."""
     answer: dict[str, Any] = {"model": ErrorBody, "description": description}
     if headers:
@@ -177,7 +179,7 @@ def _error(description: str, headers: dict[str, dict[str, Any]] | None = None) -
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    401: _error(
+    401: error_response(
         "No API token, or one that is not valid or was revoked.",
         {
             "WWW-Authenticate": {
@@ -186,10 +188,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
             }
         },
     ),
-    403: _error("Signed in, but your role does not allow it: the detail says what is missing."),
-    404: _error("No such improvement."),
-    422: _error("Bad input: one message per field."),
-    429: _error(
+    403: error_response(
+        "Signed in, but your role does not allow it: the detail says what is missing."
+    ),
+    404: error_response("No such improvement."),
+    422: error_response("Bad input: one message per field."),
+    429: error_response(
         "Too many refused tokens from this client: wait, then try again.",
         {
             "Retry-After": {
@@ -203,7 +207,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 EVERY_ROUTE = (401, 422, 429)
 
 
-class _Route(APIRoute):
+class ApiRoute(APIRoute):
     """An API route that refuses the way the rest of the API does.
 
     - A 405 lists in `Allow` every method the path takes: Starlette answers from the first route
@@ -252,7 +256,7 @@ class _Route(APIRoute):
 router = APIRouter(
     prefix="/api",
     tags=["api"],
-    route_class=_Route,
+    route_class=ApiRoute,
     responses={status: ERRORS[status] for status in EVERY_ROUTE},
 )
 
@@ -481,7 +485,7 @@ OPERATIONS = Annotated[Colleague, Depends(require(Access.operations))]
 @router.get(
     "/customers/{customer_id}/preferences",
     response_model=CustomerPreferences,
-    responses={403: ERRORS[403], 404: _error("No such customer.")},
+    responses={403: ERRORS[403], 404: error_response("No such customer.")},
 )
 def read_customer_preferences(customer_id: Id, colleague: OPERATIONS) -> CustomerPreferences:
     """A customer's preferences and consents (operations and admins: contact details)."""
@@ -492,7 +496,7 @@ def read_customer_preferences(customer_id: Id, colleague: OPERATIONS) -> Custome
 @router.patch(
     "/customers/{customer_id}/preferences",
     response_model=CustomerPreferences,
-    responses={403: ERRORS[403], 404: _error("No such customer.")},
+    responses={403: ERRORS[403], 404: error_response("No such customer.")},
 )
 def change_customer_preferences(
     customer_id: Id, change: CustomerPreferencesChange, colleague: OPERATIONS
@@ -519,8 +523,8 @@ def change_customer_preferences(
 
 # --- customer cases ----------------------------------------------------------------------------
 
-CASE_NOT_FOUND = _error("No such case.")
-CASE_CLOSED = _error("The case is closed: it cannot change.")
+CASE_NOT_FOUND = error_response("No such case.")
+CASE_CLOSED = error_response("The case is closed: it cannot change.")
 
 
 # What the domain checks (tasks/cases.py), told to API clients; it answers 422 naming the field.

@@ -16,7 +16,7 @@ from models import Category, RecordKind, Status
 from models.db import get_engine, utcnow
 from tasks.footprint import Linked, this_year
 from tasks.partners import Profile, partner_profile, partner_rows, process_profile
-from web.api import ERRORS, EVERY_ROUTE, _error, _Route
+from web.api import ERRORS, EVERY_ROUTE, ApiRoute, error_response
 from web.forms import Id
 from web.render import page
 
@@ -24,7 +24,7 @@ router = APIRouter(include_in_schema=False)
 api_router = APIRouter(
     prefix="/api",
     tags=["partners"],
-    route_class=_Route,
+    route_class=ApiRoute,
     responses={status: ERRORS[status] for status in EVERY_ROUTE},
 )
 
@@ -256,7 +256,7 @@ def list_partners() -> PartnerList:
 @api_router.get(
     "/partners/{partner_id}",
     response_model=PartnerDetail,
-    responses={404: _error("No such partner.")},
+    responses={404: error_response("No such partner.")},
 )
 def read_partner(partner_id: Id, since: Since = None, until: Until = None) -> PartnerDetail:
     """One partner with its footprint over the days asked for (by kind, with each factor and
@@ -280,7 +280,7 @@ def read_partner(partner_id: Id, since: Since = None, until: Until = None) -> Pa
 @api_router.get(
     "/processes/{process_id}/footprint",
     response_model=ProcessFootprint,
-    responses={404: _error("No such service process.")},
+    responses={404: error_response("No such service process.")},
 )
 def read_process_footprint(
     process_id: Id, since: Since = None, until: Until = None
