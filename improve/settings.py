@@ -107,10 +107,6 @@ class Settings(BaseSettings):
     review_days: int = Field(
         90, ge=7, le=366, description="Days of service records each review reads, up to now."
     )
-    review_cron: str = Field(
-        "0 6 * * *",
-        description="When `improve up` runs the daily service review (cron, in IMPROVE_TIMEZONE).",
-    )
     review_limit_per_rule: int = Field(
         20,
         ge=1,

@@ -63,6 +63,8 @@ def deployment_options(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     from prefect.events import DeploymentTriggerTypes
     from prefect.schedules import Cron, Interval
 
+    from improve.settings import settings
+
     triggers = TypeAdapter(DeploymentTriggerTypes)
     path, _, attribute = spec["entrypoint"].partition(":")
     module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
@@ -78,7 +80,10 @@ def deployment_options(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
             for i, trigger in enumerate(spec.get("triggers") or [], start=1)
         ],
         "schedules": [
-            Interval(timedelta(seconds=s["interval"])) if "interval" in s else Cron(s["cron"])
+            Interval(timedelta(seconds=s["interval"]))
+            if "interval" in s
+            # A daily time means the organisation's, unless the file names a zone.
+            else Cron(s["cron"], timezone=s.get("timezone") or settings.timezone)
             for s in spec.get("schedules") or []
         ],
     }

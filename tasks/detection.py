@@ -127,6 +127,7 @@ class ReviewReport:
     since: datetime
     until: datetime
     rules: list[RuleReport]
+    titles: dict[int, str] = field(default_factory=dict)  # what each raised improvement says
 
     @property
     def raised(self) -> list[int]:
@@ -155,6 +156,9 @@ class ReviewReport:
                 f"| {r.rule} | {r.looks_for} | {r.records:,} {r.kind.value} | {r.found} | "
                 f"{raised} | {still} | {r.held_back} |"
             )
+        if self.titles:
+            lines += ["", "Raised:", ""]
+            lines += [f"- IMP-{i} {title}" for i, title in self.titles.items()]
         return "\n".join(lines)
 
 
@@ -687,4 +691,5 @@ def review_records(*, session: Session, now: datetime) -> ReviewReport:
                 improvement = propose(session=session, rule=name, finding=finding)
                 assert improvement.id is not None
                 row.raised.append(improvement.id)
+                report.titles[improvement.id] = improvement.title
     return report
