@@ -1,7 +1,9 @@
 """The `improve` command line: set up the database, seed a demo, submit, send mail, run it all."""
 
 import asyncio
+import itertools
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -658,6 +660,99 @@ def case_close(
     except ImproveError as exc:
         fail(str(exc))
     _show(case_id)
+
+
+# --- service records -----------------------------------------------------------------------------
+
+import_app = typer.Typer(help="Bring data in from the service's own systems.")
+app.add_typer(import_app, name="import")
+process_app = typer.Typer(help="Service processes: billing, field visits, deliveries, ...")
+app.add_typer(process_app, name="process")
+SHOWN_REFUSALS = 20
+
+
+def _data_lines(path: Path) -> int:
+    """Rows under the header, counted fast for the progress bar (a quoted newline overcounts)."""
+    with path.open("rb") as file:
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
+    return max(lines - 1, 0)
+
+
+@import_app.command("records")
+def import_records_file(
+    file: Annotated[Path, typer.Argument(help="CSV: key,process,kind,occurred_at,quantity,...")],
+    show_all: Annotated[bool, typer.Option("--all", help="List every refused row.")] = False,
+) -> None:
+    """Import service records from a CSV file; bad rows are named, the rest go in, and the same
+    file twice stores nothing new."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from tasks.records import RecordFileError, import_records, read_csv
+
+    try:
+        rows = read_csv(file)
+        first = next(rows, None)  # reads the header: a bad file stops here, before any row
+        total = _data_lines(file)
+    except (RecordFileError, OSError) as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
+    try:
+        with Progress(*columns, TimeRemainingColumn(), console=console) as progress:
+            task = progress.add_task("Importing rows", total=total)
+            with Session(get_engine()) as session:
+                summary = import_records(
+                    session=session,
+                    rows=itertools.chain([first] if first is not None else [], rows),
+                    on_batch=lambda done: progress.update(task, completed=done),
+                )
+    except RecordFileError as exc:  # unreadable part way: the batches before it are stored
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    table = Table("rows", "count", title=f"Imported {file.name}")
+    table.add_row("taken", str(summary.taken))
+    table.add_row("already there", str(summary.already))
+    table.add_row("refused", str(len(summary.refused)), style="red" if summary.refused else "")
+    console.print(table)
+    if summary.processes_created:
+        console.print("New processes: " + ", ".join(summary.processes_created))
+    shown = summary.refused if show_all else summary.refused[:SHOWN_REFUSALS]
+    for refusal in shown:
+        console.print(f"  {escape(str(refusal))}", highlight=False)
+    if len(shown) < len(summary.refused):
+        console.print(f"  ... and {len(summary.refused) - len(shown)} more (--all lists them)")
+    if summary.refused and not summary.taken and not summary.already:
+        raise typer.Exit(1)  # nothing of the file went in
+
+
+@process_app.command("add")
+def process_add(
+    name: Annotated[str, typer.Argument(help='e.g. "billing" or "field visits".')],
+    description: Annotated[str, typer.Option(help="What the process does.")] = "",
+) -> None:
+    """Add a service process (or change the description of one that exists)."""
+    from tasks.records import add_process
+
+    try:
+        with session_scope() as session:
+            process, made = add_process(session=session, name=name, description=description)
+            shown = process.name
+    except ImproveError as exc:
+        fail(str(exc))
+    console.print(f"Process {shown!r} {'added' if made else 'is already there'}.")
+
+
+@process_app.command("list")
+def process_list() -> None:
+    """The service processes with how many records each has, of each kind."""
+    from tasks.records import process_counts
+
+    table = Table("process", "records", "by kind", "description")
+    with Session(get_engine()) as session:
+        for row in process_counts(session=session):
+            kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(row.by_kind.items()))
+            table.add_row(row.process.name, str(row.total), kinds, row.process.description)
+    console.print(table)
 
 
 if __name__ == "__main__":
