@@ -72,13 +72,15 @@ class Window:
         return amount * 7 / self.days
 
     def query(self, kind: RecordKind, **filters: object) -> str:
-        """The records page's query string for these records (dates inclusive)."""
+        """The records page's query string for these records: its days are whole days in the
+        organisation's time zone, both included (tasks.records)."""
+        local = ZoneInfo(settings.timezone)
         return urlencode(
             {
                 "kind": kind.value,
                 **filters,
-                "since": f"{self.since:%Y-%m-%d}",
-                "until": f"{self.until:%Y-%m-%d}",
+                "since": f"{self.since.astimezone(local):%Y-%m-%d}",
+                "until": f"{self.until.astimezone(local):%Y-%m-%d}",
             }
         )
 
@@ -262,7 +264,7 @@ def paper_customers(*, session: Session, window: Window) -> list[Finding]:
                 category=Category.resource,
                 lines=[ActivityIn(activity="letters", quantity=a_year, per=Per.year)],
                 summary=seen,
-                records_query=window.query(RecordKind.letter_posted),
+                records_query=window.query(RecordKind.letter_posted, process=process),
                 record_count=records,
                 size=a_year,
                 process_id=process_id,
@@ -500,7 +502,7 @@ def single_use_packaging(*, session: Session, window: Window) -> list[Finding]:
                 category=Category.waste,
                 lines=[ActivityIn(activity="packaging", quantity=a_year, per=Per.year)],
                 summary=seen,
-                records_query=window.query(RecordKind.packaging_used),
+                records_query=window.query(RecordKind.packaging_used, process=process),
                 record_count=count,
                 size=a_year,
                 process_id=process_id,

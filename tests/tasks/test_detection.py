@@ -115,7 +115,9 @@ def test_customers_on_paper_with_email_and_consent_are_raised_once_per_process(
     assert raised.annual_saving == pytest.approx(letters * 0.85)
     proof = evidence(session, raised)
     assert (proof.rule, proof.record_count) == ("paper-statements", 15)
-    assert proof.records_query == f"kind=letter_posted&since={SINCE}&until={UNTIL}"
+    assert proof.records_query == (
+        f"kind=letter_posted&process=billing&since={SINCE}&until={UNTIL}"
+    )
     assert "5 customers of billing were sent 15 letters" in proof.summary
     assert linked_customers(session, raised) == {c.id for c in willing}
     (history,) = session.exec(select(Transition).where(Transition.improvement_id == raised.id))
@@ -223,7 +225,11 @@ def test_single_use_packaging_over_50_kg_a_year_is_raised_for_the_process(
     kg = round(20 * 365 / 90, 1)
     assert raised.kg_waste == pytest.approx(kg)
     assert raised.kg_co2e == pytest.approx(kg * PLASTIC_KG)
-    assert evidence(session, raised).record_count == 4
+    proof = evidence(session, raised)
+    assert (proof.rule, proof.record_count) == ("single-use-packaging", 4)
+    assert proof.records_query == (
+        f"kind=packaging_used&process=deliveries&since={SINCE}&until={UNTIL}"
+    )
 
 
 def test_a_partner_delivering_three_days_a_week_to_one_site_is_raised(session: Session) -> None:
