@@ -23,7 +23,7 @@ from models import (
     Status,
     Transition,
 )
-from tasks.detection import review_records
+from tasks.detection import RULES, review_records
 from tasks.lifecycle import move
 from tests.factories import make_customer, make_partner
 
@@ -301,3 +301,24 @@ def test_a_rule_raises_at_most_its_limit_biggest_first_and_the_rest_wait(
     assert "| repeat-visits | repeat visits to one customer | 5 site_visit | 2 |" in (
         report.markdown()
     )
+
+
+def test_the_demo_year_of_records_gives_every_rule_a_finding(session: Session) -> None:
+    from improve.demo import seed
+    from improve.demo_records import seed_records
+    from models.db import utcnow
+
+    counts = seed(session=session)
+    session.commit()
+    assert counts["records"] > 10_000
+    assert seed_records(session=session) == 0  # once
+
+    report = review_records(session=session, now=utcnow())
+    session.commit()
+
+    assert {r.rule: bool(r.raised) for r in report.rules} == dict.fromkeys(RULES, True)
+    titles = set(report.titles.values())
+    assert "Cut out-of-hours electricity at Riverside contact centre" in titles
+    assert "Cut out-of-hours electricity at Harbour office" not in titles
+    assert "Plan route North loop to drive fewer miles" in titles
+    assert not any("Coast road" in t for t in titles)
