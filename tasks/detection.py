@@ -9,6 +9,7 @@ opportunity is still open. README.md ("Detection: the service review") lists the
 """
 
 import hashlib
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -224,27 +225,33 @@ def paper_customers(*, session: Session, window: Window) -> list[Finding]:
             .where(could_have_email)
         )
 
-    rows = session.exec(
+    # One pass, grouped by process and customer: at most one row per customer and process,
+    # which gives both the totals and the customers to link.
+    per_customer = session.exec(
         on_paper(
             ServiceRecord.process_id,
-            func.count(func.distinct(ServiceRecord.customer_id)),
+            ServiceRecord.customer_id,
             func.sum(ServiceRecord.quantity),
             func.count(),
-        )
-        .group_by(col(ServiceRecord.process_id))
-        .having(
-            func.count(func.distinct(ServiceRecord.customer_id))
-            >= settings.review_paper_min_customers
-        )
+        ).group_by(col(ServiceRecord.process_id), col(ServiceRecord.customer_id))
     ).all()
+    customers_of: dict[int, list[int]] = defaultdict(list)
+    letters_of: dict[int, float] = defaultdict(float)
+    records_of: dict[int, int] = defaultdict(int)
+    for process_id, customer_id, sent, count in per_customer:
+        customers_of[process_id].append(customer_id)
+        letters_of[process_id] += sent
+        records_of[process_id] += count
     names = _process_names(session)
     findings = []
-    for process_id, customers, letters, records in rows:
-        customer_ids = session.exec(
-            on_paper(ServiceRecord.customer_id)
-            .where(col(ServiceRecord.process_id) == process_id)
-            .distinct()
-        ).all()
+    for process_id, customer_ids in customers_of.items():
+        customers, letters, records = (
+            len(customer_ids),
+            letters_of[process_id],
+            records_of[process_id],
+        )
+        if customers < settings.review_paper_min_customers:
+            continue
         a_year = round(window.a_year(letters))
         process = names.get(process_id, f"process {process_id}")
         seen = (
@@ -268,7 +275,7 @@ def paper_customers(*, session: Session, window: Window) -> list[Finding]:
                 record_count=records,
                 size=a_year,
                 process_id=process_id,
-                customer_ids=[c for c in customer_ids if c is not None],
+                customer_ids=customer_ids,
             )
         )
     return findings
