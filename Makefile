@@ -63,6 +63,7 @@ bench: install
 	$(BIN)/python -m bench.decision_latency
 	$(BIN)/python -m bench.orchestration_overhead
 	$(BIN)/python -m bench.overdue_check
+	$(BIN)/python -m bench.service_review
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache .mypy_cache

@@ -25,6 +25,7 @@ from tasks import (
     approvals,
     automatic,
     decisions,
+    detection,
     escalation,
     follow_up,
     impact,
@@ -212,6 +213,22 @@ async def raise_overdue_updates() -> dict[str, int]:
     with session_scope() as session:
         escalated = updates.escalate_overdue_updates(session=session, now=utcnow())
     return {"overdue_raised": len(raised), "overdue_escalated": escalated}
+
+
+@side_effect
+async def review_records() -> detection.ReviewReport:
+    """Apply the service review's rules to the records and propose what they find, once each."""
+    with session_scope() as session:
+        return detection.review_records(session=session, now=utcnow())
+
+
+@step  # no retries: events.emit never raises (a lost event is the sweep's to find)
+async def emit_submitted(improvement_ids: list[int]) -> None:
+    """Announce committed proposals: each starts route-improvement."""
+    for improvement_id in improvement_ids:
+        events.emit_submitted(
+            improvement_id=improvement_id, submitter_id=None, channel=Channel.flow
+        )
 
 
 # --- Steps that only look ----------------------------------------------------------------------

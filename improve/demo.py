@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from sqlmodel import Session, select
 
+from improve.demo_records import seed_records
 from improve.settings import settings
 from models import (
     Access,
@@ -463,7 +464,15 @@ def email_of(name: str) -> str:
 def seed(*, session: Session) -> dict[str, int]:
     """Create the demo organisation once; a second call finds it and changes nothing."""
     if session.exec(select(Colleague).where(Colleague.email == email_of("Priya Shah"))).first():
-        return {"colleagues": 0, "customers": 0, "partners": 0, "improvements": 0}
+        # Records came after the rest of the demo: an older demo gets them once, too.
+        records = seed_records(session=session)
+        return {
+            "colleagues": 0,
+            "customers": 0,
+            "partners": 0,
+            "improvements": 0,
+            "records": records,
+        }
     rng = random.Random(42)  # the same demo every time
     today = utcnow().date()
 
@@ -565,12 +574,14 @@ def seed(*, session: Session) -> dict[str, int]:
         assert improvement.id is not None
         _live(session, improvement.id, story)
     opened = _cases(session, people, customers)
+    records = seed_records(session=session)  # commits: the import stores in batches
     return {
         "colleagues": len(people),
         "customers": len(customers),
         "partners": len(partners),
         "improvements": len(IDEAS),
         "cases": opened,
+        "records": records,
     }
 
 

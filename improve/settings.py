@@ -103,6 +103,67 @@ class Settings(BaseSettings):
         [30, 120, 600, 1800, 3600], description="Delay before each retry of a deferred email."
     )
 
+    # The service review (tasks/detection.py): what it reads and when a finding is worth raising.
+    review_days: int = Field(
+        90, ge=7, le=366, description="Days of service records each review reads, up to now."
+    )
+    review_limit_per_rule: int = Field(
+        20,
+        ge=1,
+        description="Most improvements one rule raises in one review, biggest first; the rest "
+        "wait for the next review, so approvers are not flooded.",
+    )
+    review_paper_purpose: str = Field(
+        "improvement_updates",
+        description="The consent purpose (models.people.Purpose) that counts as a customer "
+        "agreeing to hear from us by email, so their letters could be emails.",
+    )
+    review_paper_min_customers: int = Field(
+        5, ge=1, description="Customers on paper who could have email, per process, to raise it."
+    )
+    review_repeat_days: int = Field(
+        30, ge=1, description="A site visit this many days or fewer after the customer's last."
+    )
+    review_repeat_visits: int = Field(
+        1, ge=1, description="Repeat visits to one customer in the window that raise a finding."
+    )
+    review_open_from_hour: int = Field(
+        8, ge=0, le=23, description="Opening hours start (local hour, IMPROVE_TIMEZONE)."
+    )
+    review_open_until_hour: int = Field(
+        18, ge=1, le=24, description="Opening hours end (local hour, IMPROVE_TIMEZONE)."
+    )
+    review_open_weekdays: list[int] = Field(
+        [0, 1, 2, 3, 4], description="Days the sites are open, Monday 0 to Sunday 6."
+    )
+    review_out_of_hours_percent: float = Field(
+        40.0,
+        ge=0,
+        le=100,
+        description="A site using more than this share of its electricity outside opening hours "
+        "is raised; the forecast brings it down to this share.",
+    )
+    review_route_miles_week: float = Field(
+        400.0, ge=0, description="A route driven more than this many miles a week is raised."
+    )
+    review_route_saving_percent: float = Field(
+        15.0,
+        ge=0,
+        le=100,
+        description="Share of a high-mileage route's miles route planning is forecast to save.",
+    )
+    review_packaging_kg_year: float = Field(
+        50.0, ge=0, description="Single-use packaging a process uses a year (kg) to raise it."
+    )
+    review_partner_days_week: float = Field(
+        3.0,
+        ge=0,
+        description="A partner delivering to one site on at least this many days a week is raised.",
+    )
+    review_partner_target_days_week: float = Field(
+        1.0, ge=0, description="Delivery days a week the consolidation forecast assumes."
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -114,6 +175,20 @@ class Settings(BaseSettings):
                 f"IMPROVE_TIMEZONE {value!r} is not a time zone; use a name like Europe/London"
             ) from None
         return value
+
+    @model_validator(mode="after")
+    def _opening_hours(self) -> "Settings":
+        if self.review_open_from_hour >= self.review_open_until_hour:
+            raise ValueError(
+                f"IMPROVE_REVIEW_OPEN_FROM_HOUR ({self.review_open_from_hour}) must be before "
+                f"IMPROVE_REVIEW_OPEN_UNTIL_HOUR ({self.review_open_until_hour})"
+            )
+        if not set(self.review_open_weekdays) <= set(range(7)):
+            raise ValueError(
+                f"IMPROVE_REVIEW_OPEN_WEEKDAYS {self.review_open_weekdays} must be days 0 "
+                "(Monday) to 6 (Sunday)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_weak_settings(self) -> "Settings":

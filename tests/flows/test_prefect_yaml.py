@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from improve import events
+from improve.settings import settings
 from improve.stack import deployment_specs, load_deployments
 
 FROM_EVENT = {"improvement_id": "{{ event.resource['improve.improvement-id'] | int }}"}
@@ -12,7 +13,7 @@ def test_every_flow_module_is_a_deployment_started_by_its_events() -> None:
     deployments = {d.name: d for d in load_deployments()}
 
     assert set(deployments) == {
-        "route-improvement", "advance-improvement", "announce-impact", "sweep",
+        "route-improvement", "advance-improvement", "announce-impact", "sweep", "service-review",
     }  # fmt: skip
     started_by = {
         name: {event for trigger in d.triggers for event in trigger.expect}
@@ -27,6 +28,7 @@ def test_every_flow_module_is_a_deployment_started_by_its_events() -> None:
         },
         "announce-impact": {events.COMPLETED},
         "sweep": set(),
+        "service-review": set(),
     }
     for name, deployment in deployments.items():
         module = name.replace("-", "_")
@@ -44,6 +46,15 @@ def test_the_sweep_runs_every_five_minutes_one_at_a_time() -> None:
     assert schedule.schedule.interval == timedelta(minutes=5)
     assert sweep.concurrency_limit == 1
     assert sweep.concurrency_options.collision_strategy == "CANCEL_NEW"
+
+
+def test_the_service_review_runs_daily_in_the_organisations_time_zone_one_at_a_time() -> None:
+    (review,) = [d for d in load_deployments() if d.name == "service-review"]
+
+    (schedule,) = review.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 6 * * *", settings.timezone)
+    assert review.concurrency_limit == 1
+    assert review.concurrency_options.collision_strategy == "CANCEL_NEW"
 
 
 def test_each_deployment_names_the_process_work_pool_for_prefect_deploy() -> None:
