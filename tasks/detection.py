@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy import Integer, and_, case, cast, func
+from sqlalchemy import Integer, and_, case, cast, func, or_
 from sqlmodel import Session, col, select
 
 from improve.errors import ImproveError
@@ -121,7 +121,8 @@ class RuleReport:
     records: int = 0
     found: int = 0
     raised: list[int] = field(default_factory=list)
-    already_open: list[str] = field(default_factory=list)  # "IMP-4 (paper-statements:process:1)"
+    # Open, or decided within the window: "IMP-4 (paper-statements:process:1)"
+    answered: list[str] = field(default_factory=list)
     held_back: int = 0  # over review_limit_per_rule: the next review raises them
 
 
@@ -141,7 +142,7 @@ class ReviewReport:
             "records": sum(r.records for r in self.rules),
             "found": sum(r.found for r in self.rules),
             "raised": len(self.raised),
-            "already_open": sum(len(r.already_open) for r in self.rules),
+            "answered": sum(len(r.answered) for r in self.rules),
             "held_back": sum(r.held_back for r in self.rules),
         }
 
@@ -149,12 +150,13 @@ class ReviewReport:
         lines = [
             f"Service records from {self.since:%Y-%m-%d %H:%M} to {self.until:%Y-%m-%d %H:%M} UTC.",
             "",
-            "| rule | looks for | records read | found | raised | already open | held back |",
+            "| rule | looks for | records read | found | raised | open or decided lately "
+            "| held back |",
             "|---|---|---:|---:|---|---|---:|",
         ]
         for r in self.rules:
             raised = ", ".join(f"IMP-{i}" for i in r.raised) or "—"
-            still = ", ".join(r.already_open) or "—"
+            still = ", ".join(r.answered) or "—"
             lines.append(
                 f"| {r.rule} | {r.looks_for} | {r.records:,} {r.kind.value} | {r.found} | "
                 f"{raised} | {still} | {r.held_back} |"
@@ -616,12 +618,17 @@ RULES: dict[str, tuple[RecordKind, str, Rule]] = {
 # --- the review ----------------------------------------------------------------------------------
 
 
-def open_for(*, session: Session, opportunity: str) -> Improvement | None:
-    """The improvement still open for an opportunity, if one is."""
+def answered_by(*, session: Session, opportunity: str, since: datetime) -> Improvement | None:
+    """The improvement that already answers an opportunity: one still open, or one decided
+    (completed, rejected, cancelled) since `since` — the records a review reads from then are
+    the ones it was decided on, and proposing it again would only ask the same question."""
     return session.exec(
         select(Improvement)
-        .where(Improvement.opportunity == opportunity, col(Improvement.status).not_in(CLOSED))
-        .order_by(col(Improvement.id))
+        .where(
+            Improvement.opportunity == opportunity,
+            or_(col(Improvement.status).not_in(CLOSED), col(Improvement.updated_at) >= since),
+        )
+        .order_by(col(Improvement.id).desc())
     ).first()
 
 
@@ -669,8 +676,8 @@ def propose(*, session: Session, rule: str, finding: Finding) -> Improvement:
 def review_records(*, session: Session, now: datetime) -> ReviewReport:
     """Apply every rule to the last review_days of records and propose what they find.
 
-    An opportunity with an improvement still open is not raised again; each rule raises at most
-    review_limit_per_rule, biggest first. The caller commits, then announces each raised id
+    An opportunity with an improvement open, or decided within the window, is not raised again;
+    each rule raises at most review_limit_per_rule, biggest first. The caller commits, then announces each raised id
     (improve.events.emit_submitted): route-improvement takes them from there.
     """
     window = Window(now - timedelta(days=settings.review_days), now, settings.review_days)
@@ -691,9 +698,11 @@ def review_records(*, session: Session, now: datetime) -> ReviewReport:
         findings = sorted(rule(session=session, window=window), key=lambda f: -f.size)
         row.found = len(findings)
         for finding in findings:
-            standing = open_for(session=session, opportunity=finding.opportunity)
+            standing = answered_by(
+                session=session, opportunity=finding.opportunity, since=window.since
+            )
             if standing is not None:
-                row.already_open.append(f"{standing.reference} ({finding.opportunity})")
+                row.answered.append(f"{standing.reference} ({finding.opportunity})")
             elif len(row.raised) >= settings.review_limit_per_rule:
                 row.held_back += 1
             else:

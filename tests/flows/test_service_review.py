@@ -70,7 +70,7 @@ async def test_a_review_raises_a_finding_once_reports_it_and_it_is_routed(
     assert "| paper-statements | customers on paper with an email and consent | 0 " in report
 
     again = await service_review()
-    assert (again["raised"], again["already_open"]) == (0, 1)
+    assert (again["raised"], again["answered"]) == (0, 1)
     assert session.exec(select(Improvement)).all() == [raised]
 
     # Nobody submitted it, and it is routed like any submission to whoever may approve it.

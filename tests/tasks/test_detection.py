@@ -272,10 +272,16 @@ def test_an_open_improvement_is_not_raised_again_and_a_closed_one_may_be(
     report = review_records(session=session, now=NOW)
     assert report.raised == []
     (rule,) = [r for r in report.rules if r.rule == "repeat-visits"]
-    assert (rule.found, rule.already_open) == (1, [f"{first.reference} ({first.opportunity})"])
+    assert (rule.found, rule.answered) == (1, [f"{first.reference} ({first.opportunity})"])
 
+    # Rejected: the same records would ask the same question, so it is not raised again ...
     move(session=session, improvement_id=first.id, to=Status.rejected, actor="a@example.org",
          channel=Channel.web)  # fmt: skip
+    session.commit()
+    assert review(session) == []
+    # ... until the decision is older than the records the review reads.
+    first.updated_at = NOW - timedelta(days=settings.review_days + 1)
+    session.add(first)
     session.commit()
     (second,) = review(session)
     assert second.id != first.id and second.opportunity == first.opportunity
