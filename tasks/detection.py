@@ -677,8 +677,8 @@ def review_records(*, session: Session, now: datetime) -> ReviewReport:
     """Apply every rule to the last review_days of records and propose what they find.
 
     An opportunity with an improvement open, or decided within the window, is not raised again;
-    each rule raises at most review_limit_per_rule, biggest first. The caller commits, then announces each raised id
-    (improve.events.emit_submitted): route-improvement takes them from there.
+    each rule raises at most review_limit_per_rule, biggest first. The caller commits, then
+    announces each raised id (improve.events.emit_submitted): route-improvement takes them on.
     """
     window = Window(now - timedelta(days=settings.review_days), now, settings.review_days)
     read = dict(
