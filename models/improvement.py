@@ -174,7 +174,23 @@ class ImprovementCreate(ImprovementBase):
         return value if value is None or value.strip() else None
 
 
+# One open improvement per detected opportunity, held by the database: two reviews at once
+# cannot both raise it. Closed ones (completed, rejected, cancelled) may share the key.
+_OPEN_OPPORTUNITY = sa.text(
+    "opportunity IS NOT NULL AND status NOT IN ('completed', 'rejected', 'cancelled')"
+)
+
+
 class Improvement(ImprovementBase, table=True):
+    __table_args__ = (
+        sa.Index(
+            "uq_improvement_open_opportunity",
+            "opportunity",
+            unique=True,
+            sqlite_where=_OPEN_OPPORTUNITY,
+            postgresql_where=_OPEN_OPPORTUNITY,
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     submitter_id: int | None = Field(default=None, foreign_key="colleague.id", index=True)
     status: Status = Field(default=Status.identified, sa_type=sa.String(24), index=True)
@@ -187,7 +203,7 @@ class Improvement(ImprovementBase, table=True):
     factor_set_id: int | None = Field(default=None, foreign_key="factor_set.id")
     process_id: int | None = Field(default=None, foreign_key="service_process.id", index=True)
     # What detection found, e.g. "paper-statements:process:2": one open improvement per opportunity.
-    opportunity: str | None = Field(default=None, max_length=120, index=True)
+    opportunity: str | None = Field(default=None, max_length=120)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 

@@ -7,6 +7,11 @@ from alembic import op
 
 import models.db
 
+# One open improvement per detected opportunity (models/improvement.py).
+OPEN_OPPORTUNITY = sa.text(
+    "opportunity IS NOT NULL AND status NOT IN ('completed', 'rejected', 'cancelled')"
+)
+
 revision: str = "0005"
 down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
@@ -158,7 +163,11 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("process_id", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("opportunity", sa.String(length=120), nullable=True))
         batch_op.create_index(
-            batch_op.f("ix_improvement_opportunity"), ["opportunity"], unique=False
+            "uq_improvement_open_opportunity",
+            ["opportunity"],
+            unique=True,
+            sqlite_where=OPEN_OPPORTUNITY,
+            postgresql_where=OPEN_OPPORTUNITY,
         )
         batch_op.create_index(batch_op.f("ix_improvement_process_id"), ["process_id"], unique=False)
         batch_op.create_foreign_key(
@@ -174,7 +183,7 @@ def downgrade() -> None:
         batch_op.drop_constraint("fk_improvement_process_id", type_="foreignkey")
         batch_op.drop_constraint("fk_improvement_factor_set_id", type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_improvement_process_id"))
-        batch_op.drop_index(batch_op.f("ix_improvement_opportunity"))
+        batch_op.drop_index("uq_improvement_open_opportunity")
         batch_op.drop_column("opportunity")
         batch_op.drop_column("process_id")
         batch_op.drop_column("factor_set_id")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import count
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from improve.settings import settings
@@ -328,3 +329,17 @@ def test_the_demo_year_of_records_gives_every_rule_a_finding(session: Session) -
     assert "Cut out-of-hours electricity at Harbour office" not in titles
     assert "Plan route North loop to drive fewer miles" in titles
     assert not any("Coast road" in t for t in titles)
+
+
+def test_the_database_holds_one_open_improvement_per_opportunity(session: Session) -> None:
+    def raise_one(status: Status) -> None:
+        session.add(
+            Improvement(title="Fewer repeat visits", category=Category.resource, status=status,
+                        source=Source.detected, opportunity="repeat-visits:customer:1")
+        )  # fmt: skip
+        session.flush()
+
+    raise_one(Status.rejected)
+    raise_one(Status.submitted)  # a closed one does not stand in the way
+    with pytest.raises(IntegrityError):
+        raise_one(Status.awaiting_approval)
