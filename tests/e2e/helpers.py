@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar
 
+import httpx
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -19,8 +20,12 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import arun_deployment
 from sqlmodel import Session, select
 
+from improve.stack import Stack
 from models import ActionItem, ApprovalRequest, Improvement, OutboxEmail, Transition
+from models.db import session_scope
+from tasks.access import start_session
 from tests.smtpd import Received, SmtpServer
+from web import auth
 
 DEADLINE = 60.0  # seconds: a flow run takes a few; a minute means something is wrong
 T = TypeVar("T")
@@ -166,3 +171,12 @@ def snapshot(session: Session, improvement_id: int) -> tuple[object, ...]:
         len(session.exec(select(Transition).filter_by(**where)).all()),
         len(session.exec(select(OutboxEmail).filter_by(**where)).all()),
     )
+
+
+def browser_of(stack: Stack, colleague_id: int) -> httpx.Client:
+    """The colleague's browser, signed in as following their emailed sign-in link leaves it."""
+    with session_scope() as session:
+        token = start_session(session=session, colleague_id=colleague_id, via="email")
+    client = httpx.Client(base_url=stack.web_url, timeout=30.0)
+    client.cookies.set(auth.COOKIE, auth.sign_cookie(token))
+    return client

@@ -10,24 +10,13 @@ from sqlmodel import Session, select
 
 from improve.stack import Stack
 from models import ActionItem, ActionStatus, Case, CaseUpdate, Category, Improvement, Status
-from models.db import session_scope, utcnow
-from tasks.access import start_session
-from tests.e2e.helpers import eventually, run_sweep, wait_for_mail, wait_for_runs
+from models.db import utcnow
+from tests.e2e.helpers import browser_of, eventually, run_sweep, wait_for_mail, wait_for_runs
 from tests.factories import make_colleague, make_customer
 from tests.smtpd import SmtpServer
 from tests.web.helpers import snapshot
-from web import auth
 
 pytestmark = pytest.mark.e2e
-
-
-def browser_of(stack: Stack, colleague_id: int) -> httpx.Client:
-    """The colleague's browser, signed in as following their emailed sign-in link leaves it."""
-    with session_scope() as session:
-        token = start_session(session=session, colleague_id=colleague_id, via="email")
-    client = httpx.Client(base_url=stack.web_url, timeout=30.0)
-    client.cookies.set(auth.COOKIE, auth.sign_cookie(token))
-    return client
 
 
 def customer_updates(session: Session) -> list[Improvement]:
