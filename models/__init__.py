@@ -31,6 +31,7 @@ from models.improvement import (
     Transition,
 )
 from models.outbox import OutboxEmail, OutboxStatus
+from models.participation import Initiative, Invitation, InvitationStatus
 from models.people import (
     Authority,
     Colleague,
@@ -39,10 +40,23 @@ from models.people import (
     CustomerConsent,
     Partner,
     Purpose,
+    Stakeholder,
 )
+from models.policies import ImprovementPolicy, Policy, PolicyProcess, PolicyVersion
 from models.records import RECORD_UNITS, Evidence, RecordKind, ServiceProcess, ServiceRecord
+from models.suggestions import Suggestion, SuggestionStatus
 
 __all__ = [
+    "ImprovementPolicy",
+    "Initiative",
+    "Invitation",
+    "InvitationStatus",
+    "Policy",
+    "PolicyProcess",
+    "PolicyVersion",
+    "Stakeholder",
+    "Suggestion",
+    "SuggestionStatus",
     "PER_YEAR",
     "RECORD_UNITS",
     "ActivityLine",

@@ -19,6 +19,9 @@ class OutboxStatus(StrEnum):
 
 
 class OutboxEmail(SQLModel, table=True):
+    # The sender's question, "what is due now?", in one range.
+    __table_args__ = (sa.Index("ix_outbox_email_due", "status", "next_attempt_at"),)
+
     id: int | None = Field(default=None, primary_key=True)
     idempotency_key: str = Field(max_length=200, unique=True, index=True)
     recipient: str = Field(max_length=254)

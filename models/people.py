@@ -1,4 +1,5 @@
-"""Colleagues and their authority, customers with their contact preferences, service partners."""
+"""Colleagues and their authority, customers with their contact preferences, service partners,
+and the community stakeholders who read the impact report."""
 
 from datetime import date, datetime, time
 from enum import StrEnum
@@ -95,4 +96,16 @@ class Partner(SQLModel, table=True):
     contact_name: str = Field(default="", max_length=120)
     service: str = Field(default="", max_length=200)
     footprint_note: str = Field(default="", max_length=500)
+    hears_policies: bool = Field(default=False, description="Agreed to hear of policy changes.")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+
+
+class Stakeholder(SQLModel, table=True):
+    """Someone in the community who gets the impact report by email: a council, a charity, ..."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=120)
+    email: str = Field(max_length=254, unique=True, index=True)
+    organisation: str = Field(default="", max_length=200)
+    subscribed: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
