@@ -6,6 +6,7 @@ figures are the sum of its lines. The forecast and the measured result use the s
 recorded with the first estimate — so their difference is the work, not a new year's factors.
 """
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func
@@ -27,7 +28,7 @@ from models import (
 from models.db import MAX_AMOUNT, MAX_INT
 from models.factors import ActivityIn as ActivityIn  # re-exported: lines come in as these
 from tasks.factors import FactorMissing, activities, factor_set_in_force
-from tasks.lifecycle import get_improvement
+from tasks.lifecycle import completion_times, get_improvement
 
 MEASURES = ("kg_co2e", "kwh", "kg_waste", "sheets_paper", "saving")
 MEASURE_NAMES = {
@@ -283,18 +284,23 @@ def _row(measure: str, forecast: float, actual: float | None) -> dict[str, Any]:
     }
 
 
-def comparison_by_category(*, session: Session) -> dict[str, list[dict[str, Any]]]:
-    """Completed improvements' forecast against actual, per category and in total ("total")."""
+def comparison_by_category(
+    *, session: Session, completed_before: datetime | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Completed improvements' forecast against actual, per category and in total ("total");
+    only those completed before `completed_before` when it is given (a report's period)."""
     sums = [
         func.coalesce(func.sum(getattr(Improvement, column)), 0)
         for columns in COLUMNS.values()
         for column in columns
     ]
-    by_category = session.exec(
-        select(Improvement.category, *sums)
-        .where(Improvement.status == Status.completed)
-        .group_by(Improvement.category)
-    ).all()
+    query = select(Improvement.category, *sums).where(Improvement.status == Status.completed)
+    if completed_before is not None:
+        done = completion_times()
+        query = query.join(done, done.c.improvement_id == col(Improvement.id)).where(
+            done.c.completed_at < completed_before
+        )
+    by_category = session.exec(query.group_by(Improvement.category)).all()
     result: dict[str, list[dict[str, Any]]] = {}
     total = [0.0] * len(sums)
     for row in by_category:

@@ -1,6 +1,6 @@
 """Improvements by id, and the one place that moves them between states and writes history."""
 
-from sqlalchemy import update
+from sqlalchemy import Subquery, func, update
 from sqlmodel import Session, col, select
 
 from improve.errors import IllegalTransition, ImprovementNotFound
@@ -145,3 +145,17 @@ def raised_for_case(*, session: Session, improvement_id: int) -> Case | None:
     Routing approves it as the owner's own remit, and planning gives it one step: send the update.
     """
     return session.exec(select(Case).where(Case.overdue_improvement_id == improvement_id)).first()
+
+
+def completion_times() -> Subquery:
+    """(improvement_id, completed_at) for each completed improvement: when its history first says
+    it was completed (the one answer to "when was it done?" for the digest and the report)."""
+    return (
+        select(
+            col(Transition.improvement_id).label("improvement_id"),
+            func.min(Transition.at).label("completed_at"),
+        )
+        .where(Transition.to_status == Status.completed)
+        .group_by(col(Transition.improvement_id))
+        .subquery("completion_times")
+    )

@@ -1,6 +1,7 @@
 """Email: queue a templated message in the caller's transaction, render it, build the message
 (tasks/outbox.py sends it)."""
 
+import base64
 import hashlib
 import logging
 import re
@@ -47,6 +48,10 @@ ESSENTIAL = frozenset(
 PURPOSE = "purpose"
 # The context key naming the customer an email was queued for (when it was).
 CUSTOMER_ID = "customer_id"
+# The context key under which an email carries images its HTML shows inline, {content id: base64
+# PNG}: sent as parts of a multipart/related HTML body (<img src="cid:...">), which email clients
+# show without fetching anything, where a linked image is often blocked until the reader allows it.
+INLINE_IMAGES = "inline_images"
 # The languages templates are written in; the first is the one every template has.
 LANGUAGES = ("en", "cy")
 
@@ -279,4 +284,22 @@ def build_message(row: OutboxEmail, reader: Reader | None = None) -> EmailMessag
     message.set_content(rendered.text)
     if not reader.text_only:
         message.add_alternative(rendered.html, subtype="html")
+        _attach_inline_images(message, context.get(INLINE_IMAGES) or {})
     return message
+
+
+def _attach_inline_images(message: EmailMessage, images: dict[str, str]) -> None:
+    """Make the HTML part multipart/related with each image after it, under its Content-ID."""
+    if not images:
+        return
+    html = next(part for part in message.iter_parts() if part.get_content_type() == "text/html")
+    assert isinstance(html, EmailMessage)
+    for cid, data in images.items():
+        html.add_related(
+            base64.b64decode(data),
+            maintype="image",
+            subtype="png",
+            cid=f"<{one_line(cid)}>",
+            disposition="inline",
+            filename=f"{one_line(cid).split('@', 1)[0]}.png",
+        )
