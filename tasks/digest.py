@@ -12,6 +12,7 @@ from models import (
     ActionStatus,
     ApprovalRequest,
     ApprovalStatus,
+    Category,
     Colleague,
     Improvement,
     OutboxEmail,
@@ -55,8 +56,7 @@ class Digest:
 
 def _achievers(session: Session, improvement: Improvement) -> list[str]:
     """Who made it happen: the submitter, then the owners of its steps that are done."""
-    ids = [improvement.submitter_id] if improvement.submitter_id is not None else []
-    ids += session.exec(
+    owners = session.exec(
         select(ActionItem.owner_id)
         .where(
             ActionItem.improvement_id == improvement.id,
@@ -65,8 +65,9 @@ def _achievers(session: Session, improvement: Improvement) -> list[str]:
         )
         .order_by(col(ActionItem.position))
     ).all()
+    ids = [improvement.submitter_id, *owners]
     names: list[str] = []
-    for colleague_id in dict.fromkeys(ids):  # each once, in that order
+    for colleague_id in dict.fromkeys(i for i in ids if i is not None):  # each once, in order
         colleague = session.get(Colleague, colleague_id)
         if colleague is not None:
             names.append(colleague.name)
@@ -140,7 +141,7 @@ def colleague_digest(*, session: Session, week_ending: date) -> Digest:
         {
             "reference": improvement.reference,
             "title": improvement.title,
-            "category": improvement.category.value,
+            "category": Category(improvement.category).value,
             "completed_at": completed_at.isoformat(),
             "by": _achievers(session, improvement),
             "results": impact_lines(improvement),
