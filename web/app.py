@@ -28,7 +28,19 @@ from improve.errors import (
     TooManyRequests,
 )
 from improve.settings import settings
-from web import alternatives, api, cases, choices, links, mailsink, pages, partners, records, signin
+from web import (
+    alternatives,
+    api,
+    cases,
+    choices,
+    impact,
+    links,
+    mailsink,
+    pages,
+    partners,
+    records,
+    signin,
+)
 from web.auth import staff
 from web.forms import plain_errors
 from web.limits import count_guess
@@ -210,9 +222,10 @@ def served_routes(app: FastAPI) -> list[Any]:
     return list(iter_route_contexts(app.routes))
 
 
-# The public routes: what people reach from an email, signing in, and the health check. Every
-# other route needs a signed-in colleague or an API token (tests/web/test_access.py checks it).
-PUBLIC_ROUTERS = (links.router, choices.router, signin.router)
+# The public routes: what people reach from an email, signing in, the public impact report and
+# the health check. Every other route needs a signed-in colleague or an API token
+# (tests/web/test_access.py checks it).
+PUBLIC_ROUTERS = (links.router, choices.router, signin.router, impact.router, impact.link_router)
 
 
 def create_app() -> FastAPI:

@@ -16,7 +16,7 @@ from tests.web.conftest import sign_in
 from tests.web.helpers import snapshot
 from web.app import create_app, served_routes
 
-# Reached from an email, or needed to sign in: the only routes a stranger may open.
+# Reached from an email, needed to sign in, or published: the only routes a stranger may open.
 PUBLIC = {
     "/healthz",
     "/approvals/{approval_id}/{token}",
@@ -29,6 +29,10 @@ PUBLIC = {
     "/signout",
     "/signin/oidc",
     "/signin/oidc/callback",
+    # The public impact report, for the community (S19), and its stakeholders' unsubscribe link.
+    "/impact",
+    "/impact/charts/{name}.png",
+    "/impact/unsubscribe/{stakeholder_id}/{token}",
 }
 
 runner = CliRunner()
