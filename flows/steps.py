@@ -6,12 +6,13 @@ happened, and every step is idempotent, so running one again is always safe.
 """
 
 from collections.abc import Callable
+from datetime import date
 from functools import partial
 from typing import Any
 from uuid import UUID
 
 from prefect import task
-from prefect.artifacts import acreate_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
@@ -19,6 +20,7 @@ from sqlmodel import select
 
 from improve import events
 from improve.errors import IllegalTransition, ImproveError, ImprovementNotFound
+from improve.settings import settings
 from models import Channel, Improvement, Status
 from models.db import session_scope, utcnow
 from tasks import (
@@ -26,12 +28,14 @@ from tasks import (
     automatic,
     decisions,
     detection,
+    digest,
     escalation,
     follow_up,
     impact,
     offers,
     outbox,
     planning,
+    report,
     updates,
 )
 from tasks.escalation import EVENT_GRACE
@@ -371,3 +375,39 @@ async def remind_and_escalate_actions() -> dict[str, int]:
 async def send_outbox(limit: int = 200) -> dict[str, int]:
     """Send the due emails in the outbox; how many were sent, deferred, failed and skipped."""
     return await outbox.send_due(limit=limit)
+
+
+# --- Awareness: the weekly digest and the impact report ----------------------------------------
+
+
+@side_effect
+async def queue_colleague_digests(week_ending: date) -> dict[str, int]:
+    """Queue the week's digest to each active colleague, once each per week."""
+    with session_scope() as session:
+        return digest.queue_digests(session=session, week_ending=week_ending)
+
+
+@side_effect
+async def queue_stakeholder_reports(period: str) -> dict[str, int]:
+    """Queue the impact report for the week to each subscribed stakeholder, once each."""
+    with session_scope() as session:
+        return report.queue_reports(session=session, period=period)
+
+
+@side_effect
+async def publish_report(period: str) -> None:
+    """Leave the report's table and charts as artifacts of this run (the charts linked from the
+    public page, where anyone the UI shows them to can open them)."""
+    _, _, end = report.week_named(period)
+    with session_scope() as session:
+        figures = report.impact_report(session=session, until=end)
+    await acreate_table_artifact(
+        key="impact-by-category",
+        table=figures.table(),
+        description=f"Measured against forecast, a year, by category, to the end of {period}",
+    )
+    await acreate_markdown_artifact(
+        key="impact-report",
+        markdown=figures.markdown(f"{settings.base_url}/impact/charts"),
+        description=f"The impact report's totals and charts to the end of {period}",
+    )

@@ -15,7 +15,7 @@ from improve.formatting import label
 from improve.settings import settings
 from models import Category, Improvement, OutboxEmail, Stakeholder, Status
 from tasks.charts import Chart, bars, forecast_against_actual
-from tasks.estimates import COLUMNS, comparison_by_category
+from tasks.estimates import COLUMNS, MEASURE_NAMES, comparison_by_category, figure
 from tasks.lifecycle import completion_times
 from tasks.mail import INLINE_IMAGES, queue_email
 from tasks.stakeholders import unsubscribe_url
@@ -128,6 +128,41 @@ class Report:
                 )
             )
         return by_month + by_category + against
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per category: what was completed and measured, beside what was forecast."""
+        forecast = {row["category"]: row for row in self.forecast}
+        return [
+            {
+                "category": c["label"],
+                "completed": c["improvements"],
+                **{f"{m} measured": round(c[m], 1) for m in MEASURES},
+                **{
+                    f"{m} forecast": round(forecast[c["category"]][m]["forecast"], 1)
+                    for m in CHARTED
+                    if c["category"] in forecast
+                },
+            }
+            for c in self.categories
+        ]
+
+    def markdown(self, chart_url: str) -> str:
+        """The totals and each chart (as an image at `chart_url`/<name>.png, with its alt text)."""
+        lines = [
+            f"# Impact as of {self.until:%Y-%m-%d %H:%M} UTC",
+            "",
+            f"{self.improvements} improvements completed. A year, measured:",
+            "",
+            "| measure | total |",
+            "|---|---:|",
+            *(f"| {MEASURE_NAMES[m]} | {figure(m, self.totals[m])} |" for m in MEASURES),
+            "",
+        ]
+        for chart in self.charts():
+            alt = chart.alt.replace("[", "(").replace("]", ")")
+            image = f"![{alt}]({chart_url}/{chart.name}.png)"
+            lines += [f"## {chart.title}", "", image, "", alt, ""]  # the numbers, seen or not
+        return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
         """The figures as JSON (an email's context, the API): the charts are drawn from these."""

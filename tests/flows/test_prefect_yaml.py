@@ -14,6 +14,7 @@ def test_every_flow_module_is_a_deployment_started_by_its_events() -> None:
 
     assert set(deployments) == {
         "route-improvement", "advance-improvement", "announce-impact", "sweep", "service-review",
+        "impact-digest",
     }  # fmt: skip
     started_by = {
         name: {event for trigger in d.triggers for event in trigger.expect}
@@ -29,6 +30,7 @@ def test_every_flow_module_is_a_deployment_started_by_its_events() -> None:
         "announce-impact": {events.COMPLETED},
         "sweep": set(),
         "service-review": set(),
+        "impact-digest": set(),
     }
     for name, deployment in deployments.items():
         module = name.replace("-", "_")
@@ -55,6 +57,15 @@ def test_the_service_review_runs_daily_in_the_organisations_time_zone_one_at_a_t
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 6 * * *", settings.timezone)
     assert review.concurrency_limit == 1
     assert review.concurrency_options.collision_strategy == "CANCEL_NEW"
+
+
+def test_the_impact_digest_runs_on_monday_mornings_in_the_organisations_time_zone() -> None:
+    (digest,) = [d for d in load_deployments() if d.name == "impact-digest"]
+
+    (schedule,) = digest.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 7 * * 1", settings.timezone)
+    assert digest.concurrency_limit == 1
+    assert digest.concurrency_options.collision_strategy == "CANCEL_NEW"
 
 
 def test_each_deployment_names_the_process_work_pool_for_prefect_deploy() -> None:
