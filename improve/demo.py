@@ -20,6 +20,7 @@ from models import (
     ImprovementCreate,
     Partner,
     Purpose,
+    Stakeholder,
 )
 from models.db import utcnow
 from tasks.alternatives import AlternativeIn, mark_cannot_meet
@@ -157,6 +158,12 @@ PARTNERS = [
     ("ReBoot IT", "IT recycling", "Refurbishes and recycles laptops and phones"),
     ("Leasewell Fleet", "Vehicle leasing", "42 vans, moving to electric"),
     ("Brightclean", "Cleaning", "Office cleaning; chemical supplies"),
+]
+
+# Who in the community reads the impact report: name, email, organisation.
+STAKEHOLDERS = [
+    ("Clerk to the Town Council", "clerk@towncouncil.example", "Brightwater Town Council"),
+    ("Green Valley Trust", "hello@greenvalleytrust.example", "Green Valley Trust (charity)"),
 ]
 
 FIRST = [
@@ -472,6 +479,7 @@ def seed(*, session: Session) -> dict[str, int]:
             "partners": 0,
             "improvements": 0,
             "records": records,
+            "stakeholders": seed_stakeholders(session=session),
         }
     rng = random.Random(42)  # the same demo every time
     today = utcnow().date()
@@ -574,6 +582,7 @@ def seed(*, session: Session) -> dict[str, int]:
         assert improvement.id is not None
         _live(session, improvement.id, story)
     opened = _cases(session, people, customers)
+    stakeholders = seed_stakeholders(session=session)
     records = seed_records(session=session)  # commits: the import stores in batches
     return {
         "colleagues": len(people),
@@ -582,7 +591,20 @@ def seed(*, session: Session) -> dict[str, int]:
         "improvements": len(IDEAS),
         "cases": opened,
         "records": records,
+        "stakeholders": stakeholders,
     }
+
+
+def seed_stakeholders(*, session: Session) -> int:
+    """The community stakeholders who get the impact report, each once (they came after the rest
+    of the demo, so an older demo gets them too); how many were added. The caller commits."""
+    added = 0
+    for name, email, organisation in STAKEHOLDERS:
+        if session.exec(select(Stakeholder).where(Stakeholder.email == email)).first() is None:
+            session.add(Stakeholder(name=name, email=email, organisation=organisation))
+            added += 1
+    session.flush()
+    return added
 
 
 def _cases(session: Session, people: dict[str, Colleague], customers: list[Customer]) -> int:

@@ -14,6 +14,7 @@ from models import (
     OutboxEmail,
     OutboxStatus,
     Partner,
+    Stakeholder,
     Status,
     Transition,
 )
@@ -37,6 +38,10 @@ def test_seed_demo_builds_a_believable_organisation_once(session: Session) -> No
     assert count(session, Customer) == 50
     assert count(session, Partner) == 8
     assert count(session, Improvement) == 30
+    assert {s.organisation for s in session.exec(select(Stakeholder))} == {
+        "Brightwater Town Council",
+        "Green Valley Trust (charity)",
+    }  # fmt: skip  (who gets the impact report)
     teams = {c.team for c in session.exec(select(Colleague))}
     assert len(teams) >= 4
     assert any(c.deputy_id for c in session.exec(select(Colleague)))
@@ -75,6 +80,7 @@ def test_seed_demo_builds_a_believable_organisation_once(session: Session) -> No
     assert again.exit_code == 0
     assert "already there" in again.output
     assert count(session, Improvement) == 30
+    assert count(session, Stakeholder) == 2
 
 
 def test_submit_stores_routes_and_queues_the_approval_email(session: Session) -> None:
