@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from sqlmodel import Session, select
 
+from improve.demo_policies import seed_policies
 from improve.demo_records import seed_records
 from improve.settings import settings
 from models import (
@@ -472,6 +473,8 @@ def seed(*, session: Session) -> dict[str, int]:
             "partners": 0,
             "improvements": 0,
             "records": records,
+            # Policies came later still: an older demo gets them once, too.
+            "policies": seed_policies(session=session, email_of=_emails(session)),
         }
     rng = random.Random(42)  # the same demo every time
     today = utcnow().date()
@@ -575,6 +578,7 @@ def seed(*, session: Session) -> dict[str, int]:
         _live(session, improvement.id, story)
     opened = _cases(session, people, customers)
     records = seed_records(session=session)  # commits: the import stores in batches
+    policies = seed_policies(session=session, email_of=_emails(session))  # over those processes
     return {
         "colleagues": len(people),
         "customers": len(customers),
@@ -582,7 +586,13 @@ def seed(*, session: Session) -> dict[str, int]:
         "improvements": len(IDEAS),
         "cases": opened,
         "records": records,
+        "policies": policies,
     }
+
+
+def _emails(session: Session) -> dict[str, str]:
+    """Each demo colleague's email by name (Dana's is the fallback approver's)."""
+    return {c.name: c.email for c in session.exec(select(Colleague)).all()}
 
 
 def _cases(session: Session, people: dict[str, Colleague], customers: list[Customer]) -> int:
