@@ -26,13 +26,21 @@ from models import (
     ServiceProcess,
 )
 from models.db import utcnow
+from models.improvement import WHITESPACE
 from tasks.consent import queue_customer_emails
 from tasks.mail import queue_email
 
 CUSTOMER_TEMPLATE = "policy_notice"
 PARTNER_TEMPLATE = "partner_policy_notice"
+# What the fields take, as patterns the API documents and these functions check (spaces around a
+# value are trimmed, as str.strip() does: WHITESPACE is that set).
+_WS, _SOLID = f"[{WHITESPACE}]", f"[^{WHITESPACE}\\x00]"
 # A version as people write one: "2", "2.1", "2025-a"; no spaces, so it reads well in a subject.
-VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.\-]{0,19}")
+VERSION_PATTERN = rf"^{_WS}*[0-9A-Za-z][0-9A-Za-z.\-]{{0,19}}{_WS}*$"
+# Something to read: at least one character that is not a space, and no NUL.
+TEXT_PATTERN = rf"^[^\x00]*{_SOLID}[^\x00]*$"
+# A web address, or nothing.
+LINK_PATTERN = rf'^{_WS}*(?:https?://[^{WHITESPACE}\x00<>"]+)?{_WS}*$'
 
 
 class PolicyNotFound(NotFound):
@@ -87,7 +95,7 @@ def _processes(session: Session, names: Iterable[str], errors: dict[str, str]) -
 
 
 def _check_link(errors: dict[str, str], link: str) -> None:
-    if link and not re.fullmatch(r"https?://[^\s<>\"]+", link):
+    if "link" not in errors and not re.fullmatch(LINK_PATTERN, link):
         errors["link"] = "must be a web address starting with https:// or http://"
 
 
@@ -255,11 +263,11 @@ def publish(
     """
     policy = get_policy(session=session, policy_id=policy_id)
     errors: dict[str, str] = {}
-    version = (version or "").strip()
-    if not VERSION.fullmatch(version):
+    if not re.fullmatch(VERSION_PATTERN, version or ""):
         errors["version"] = (
             "must be 1 to 20 letters, digits, dots or hyphens, starting with a letter or digit"
         )
+    version = (version or "").strip()
     changes = _text(errors, "changes", changes, 2000)
     if not changes and "changes" not in errors:
         errors["changes"] = "say what changed: the notice tells subscribers"

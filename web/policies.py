@@ -13,6 +13,7 @@ from improve.errors import Forbidden, InvalidInput, NotFound
 from improve.settings import settings
 from models import Policy, PolicyVersion
 from models.db import get_engine, session_scope
+from models.improvement import NO_NUL_PATTERN
 from tasks import policies
 from web.api import ERRORS, EVERY_ROUTE, ApiRoute, error_response
 from web.auth import Staff
@@ -227,18 +228,44 @@ def link_from_form(
 
 
 class PolicyCreate(BaseModel):
-    title: str = Field(max_length=200, description="Unique in the library.")
-    summary: str = Field(default="", max_length=2000)
-    link: str = Field(default="", max_length=500, description="Where the full text is published.")
-    owner_email: str | None = Field(default=None, description="A colleague's email.")
-    processes: list[str] = Field(
-        default_factory=list, max_length=100, description="Names of service processes."
+    # The patterns are documented here and checked by tasks/policies.py, with messages a person
+    # can act on (pydantic's own pattern errors would quote the regex).
+    title: str = Field(
+        max_length=200,
+        description="Unique in the library.",
+        json_schema_extra={"pattern": policies.TEXT_PATTERN},
+    )
+    summary: str = Field(default="", max_length=2000, json_schema_extra={"pattern": NO_NUL_PATTERN})
+    link: str = Field(
+        default="",
+        max_length=500,
+        description="Where the full text is published: an http(s) address, or empty.",
+        json_schema_extra={"pattern": policies.LINK_PATTERN},
+    )
+    owner_email: str | None = Field(
+        default=None,
+        max_length=254,
+        description="A colleague's email; empty or null: nobody yet.",
+        json_schema_extra={"pattern": NO_NUL_PATTERN},
+    )
+    processes: list[Annotated[str, Field(max_length=80)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Names of service processes; blank ones are ignored.",
+        json_schema_extra={"items": {"type": "string", "maxLength": 80, "pattern": NO_NUL_PATTERN}},
     )
 
 
 class VersionCreate(BaseModel):
-    version: str = Field(max_length=20, description='e.g. "2.1"; not one already published.')
-    changes: str = Field(max_length=2000, description="What is new, as the notice says it.")
+    version: str = Field(
+        description='e.g. "2.1"; not one already published for this policy.',
+        json_schema_extra={"pattern": policies.VERSION_PATTERN},
+    )
+    changes: str = Field(
+        max_length=2000,
+        description="What is new, as the notice says it.",
+        json_schema_extra={"pattern": policies.TEXT_PATTERN},
+    )
 
 
 class ProgressOut(BaseModel):
