@@ -880,3 +880,91 @@ def factors_use(name: Annotated[str, typer.Argument(help='The set, e.g. "uk-2026
 
 if __name__ == "__main__":
     app()
+
+
+# --- policies ----------------------------------------------------------------------------------
+
+policy_app = typer.Typer(help="The policy library: policies, what they touch, their versions.")
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("add")
+def policy_add(
+    title: Annotated[str, typer.Argument(help='e.g. "Paperless by default".')],
+    summary: Annotated[str, typer.Option(help="What it commits us to, in a few lines.")] = "",
+    link: Annotated[str, typer.Option(help="Where the full text is published.")] = "",
+    owner: Annotated[str | None, typer.Option(help="The owning colleague's email.")] = None,
+    process: Annotated[
+        list[str] | None, typer.Option(help="A service process it touches (repeat for more).")
+    ] = None,
+) -> None:
+    """Add a policy to the library: a draft until `improve policy publish`."""
+    from tasks.policies import add_policy
+
+    try:
+        with session_scope() as session:
+            policy = add_policy(
+                session=session,
+                title=title,
+                summary=summary,
+                link=link,
+                owner_email=owner,
+                processes=process or [],
+            )
+            policy_id = policy.id
+    except ImproveError as exc:
+        fail(str(exc))
+    console.print(f"Policy {policy_id} {title!r} added (a draft until a version is published).")
+
+
+@policy_app.command("list")
+def policy_list() -> None:
+    """The library: each policy's id, version, owner, processes and when it was published."""
+    from tasks.policies import policy_rows, subscriber_counts
+
+    table = Table("id", "policy", "version", "owner", "processes", "published")
+    with Session(get_engine()) as session:
+        for row in policy_rows(session=session):
+            table.add_row(
+                str(row.policy.id),
+                row.policy.title,
+                row.policy.version or "draft",
+                row.owner.email if row.owner else "—",
+                ", ".join(p.name for p in row.processes) or "—",
+                f"{row.policy.published_at:%Y-%m-%d %H:%M}" if row.policy.published_at else "—",
+            )
+        counts = subscriber_counts(session=session)
+    console.print(table)
+    console.print(
+        f"A new version goes to {counts['customers']} customers and {counts['partners']} partners."
+    )
+
+
+@policy_app.command("publish")
+def policy_publish(
+    policy_id: Annotated[int, typer.Argument(help="The id `improve policy list` shows.")],
+    version: Annotated[str, typer.Argument(help='e.g. "2.1"; one not published before.')],
+    changes: Annotated[str, typer.Option(help="What is new: the notice tells subscribers.")],
+) -> None:
+    """Publish a new version and queue one notice for each subscriber; the sweep sends them."""
+    from tasks.policies import notice_progress, publish
+
+    try:
+        with session_scope() as session:
+            published = publish(
+                session=session,
+                policy_id=policy_id,
+                version=version,
+                changes=changes,
+                actor="improve policy publish",
+            )
+            version_id = published.id
+    except ImproveError as exc:
+        fail(str(exc))
+    assert version_id is not None
+    with Session(get_engine()) as session:
+        progress = notice_progress(session=session, version_id=version_id)
+    console.print(
+        f"Version {version} published; {progress['total']} notices queued "
+        "(`improve outbox send` sends them now; the stack's sweep does it within minutes)."
+    )

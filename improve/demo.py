@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from sqlmodel import Session, select
 
+from improve.demo_policies import seed_policies
 from improve.demo_records import seed_records
 from improve.settings import settings
 from models import (
@@ -480,6 +481,8 @@ def seed(*, session: Session) -> dict[str, int]:
             "improvements": 0,
             "records": records,
             "stakeholders": seed_stakeholders(session=session),
+            # Policies came later still: an older demo gets them once, too.
+            "policies": seed_policies(session=session, email_of=_emails(session)),
         }
     rng = random.Random(42)  # the same demo every time
     today = utcnow().date()
@@ -584,6 +587,7 @@ def seed(*, session: Session) -> dict[str, int]:
     opened = _cases(session, people, customers)
     stakeholders = seed_stakeholders(session=session)
     records = seed_records(session=session)  # commits: the import stores in batches
+    policies = seed_policies(session=session, email_of=_emails(session))  # over those processes
     return {
         "colleagues": len(people),
         "customers": len(customers),
@@ -592,6 +596,7 @@ def seed(*, session: Session) -> dict[str, int]:
         "cases": opened,
         "records": records,
         "stakeholders": stakeholders,
+        "policies": policies,
     }
 
 
@@ -605,6 +610,11 @@ def seed_stakeholders(*, session: Session) -> int:
             added += 1
     session.flush()
     return added
+
+
+def _emails(session: Session) -> dict[str, str]:
+    """Each demo colleague's email by name (Dana's is the fallback approver's)."""
+    return {c.name: c.email for c in session.exec(select(Colleague)).all()}
 
 
 def _cases(session: Session, people: dict[str, Colleague], customers: list[Customer]) -> int:

@@ -87,18 +87,41 @@ def queue_email(
     if existing is not None:
         return existing
     row = OutboxEmail(
-        idempotency_key=key,
-        recipient=to,
-        template=template,
-        context={**context, SEALED: {name: seal(url) for name, url in links.items()}}
-        if links
-        else context,
-        improvement_id=improvement_id,
-        message_id=message_id_for(key),
+        **outbox_values(
+            key=key,
+            to=to,
+            template=template,
+            context=context,
+            links=links,
+            improvement_id=improvement_id,
+        )
     )
     session.add(row)
     session.flush()
     return row
+
+
+def outbox_values(
+    *,
+    key: str,
+    to: str,
+    template: str,
+    context: dict[str, Any],
+    links: dict[str, str] | None = None,
+    improvement_id: int | None = None,
+) -> dict[str, Any]:
+    """The columns of one email's outbox row (the rest take their defaults): what queue_email
+    stores, and what a bulk queue (tasks/consent.queue_customer_emails) inserts many of at once."""
+    return {
+        "idempotency_key": key,
+        "recipient": to,
+        "template": template,
+        "context": {**context, SEALED: {name: seal(url) for name, url in links.items()}}
+        if links
+        else context,
+        "improvement_id": improvement_id,
+        "message_id": message_id_for(key),
+    }
 
 
 def without_links(context: dict[str, Any] | None) -> dict[str, Any]:

@@ -76,11 +76,29 @@ def test_seed_demo_builds_a_believable_organisation_once(session: Session) -> No
     assert len(soon) == 1 and soon[0].overdue_improvement_id is None
     assert any(c.manager_id for c in session.exec(select(Colleague)))
 
+    # Three policies over the demo's processes, served by improvements; one published, its
+    # notices to the customers who agreed to policy news and the partners who hear, queued.
+    from models import Policy, PolicyProcess
+
+    policies = {p.title: p for p in session.exec(select(Policy))}
+    assert sorted(policies) == ["Paperless by default", "Sustainable fleet", "Waste and recycling"]
+    assert [p.version for p in policies.values() if p.version] == ["1.0"]
+    assert all(p.owner_id for p in policies.values()) and count(session, PolicyProcess) == 5
+    from tasks.policies import policy_view
+
+    fleet = policy_view(session=session, policy_id=policies["Sustainable fleet"].id)
+    assert len(fleet.improvements) == 4
+    wanted = ["policy_notice", "partner_policy_notice"]
+    notices = session.exec(select(OutboxEmail).where(OutboxEmail.template.in_(wanted))).all()
+    assert sum(n.template == "partner_policy_notice" for n in notices) == 3
+    assert 10 <= sum(n.template == "policy_notice" for n in notices) <= 40
+
     again = runner.invoke(app, ["seed", "--demo"])
     assert again.exit_code == 0
     assert "already there" in again.output
     assert count(session, Improvement) == 30
     assert count(session, Stakeholder) == 2
+    assert count(session, Policy) == 3
 
 
 def test_submit_stores_routes_and_queues_the_approval_email(session: Session) -> None:

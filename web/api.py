@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, Field, StrictBool, ValidationInfo, field_validator
 from pydantic.json_schema import JsonDict
 from sqlalchemy import func
@@ -218,11 +218,12 @@ class ApiRoute(APIRoute):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.methods and scope["method"] not in self.methods:
+            # Every API router of the app, not only this module's: /api/policies is in another.
             allowed = sorted(
                 method
-                for route in router.routes
-                if isinstance(route, APIRoute) and route.matches(scope)[0] != Match.NONE
-                for method in route.methods or ()
+                for route in iter_route_contexts(scope["app"].routes)
+                if (route.path or "").startswith("/api") and route.matches(scope)[0] != Match.NONE
+                for method in getattr(route, "methods", None) or ()
             )
             raise HTTPException(405, headers={"Allow": ", ".join(allowed or sorted(self.methods))})
         await super().handle(scope, receive, send)

@@ -38,6 +38,7 @@ from web import (
     mailsink,
     pages,
     partners,
+    policies,
     records,
     signin,
 )
@@ -275,11 +276,13 @@ def create_app() -> FastAPI:
         app.include_router(router)
     app.include_router(api.router, dependencies=signed_in)
     app.include_router(partners.api_router, dependencies=signed_in)
+    app.include_router(policies.api_router, dependencies=signed_in)
     app.include_router(pages.router, dependencies=signed_in)
     app.include_router(cases.router, dependencies=signed_in)
     app.include_router(alternatives.router, dependencies=signed_in)
     app.include_router(partners.router, dependencies=signed_in)
     app.include_router(records.router, dependencies=signed_in)
+    app.include_router(policies.router, dependencies=signed_in)
     if not settings.production:  # its messages hold live links: never where real people work
         app.include_router(mailsink.router, dependencies=signed_in)
     access_log = logging.getLogger("uvicorn.access")

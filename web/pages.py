@@ -31,6 +31,7 @@ from tasks.factors import activities, factor_sets
 from tasks.help import active_colleagues, ask_for_help, help_panel
 from tasks.impact import impact_totals
 from tasks.outbox import resend
+from tasks.policies import policies_of_improvement
 from tasks.submission import KEY_LIFETIME, IdempotencyKeyReused
 from web.auth import Staff, _mac, may_see_contacts, require
 from web.forms import (
@@ -149,6 +150,7 @@ def improvement_page(request: Request, improvement_id: Id, colleague: Staff) -> 
             },
             "working": working(session=session, improvement_id=improvement_id),
             "comparison": comparison(imp),
+            "policies": policies_of_improvement(session=session, improvement_id=improvement_id),
         }
         return page(request, "improvement.html", context)
 

@@ -16,6 +16,7 @@ from models import Category, RecordKind, Status
 from models.db import get_engine, utcnow
 from tasks.footprint import Linked, this_year
 from tasks.partners import Profile, partner_profile, partner_rows, process_profile
+from tasks.policies import policies_of_process
 from web.api import ERRORS, EVERY_ROUTE, ApiRoute, error_response
 from web.forms import Id
 from web.render import page
@@ -65,13 +66,15 @@ def partner_page(request: Request, partner_id: Id, year: Year = None) -> HTMLRes
 
 @router.get("/processes/{process_id}")
 def process_page(request: Request, process_id: Id, year: Year = None) -> HTMLResponse:
-    """One service process: its footprint by kind and month, and its improvements."""
+    """One service process: its policies beside its footprint by kind and month, and its
+    improvements."""
     since, until = _year_range(year)
     with Session(get_engine()) as session:
         process, profile = process_profile(
             session=session, process_id=process_id, since=since, until=until
         )
-    context = {"process": process, "profile": profile, "year": since.year}
+        served = policies_of_process(session=session, process_id=process_id)
+    context = {"process": process, "profile": profile, "year": since.year, "policies": served}
     return page(request, "process.html", context)
 
 

@@ -22,6 +22,7 @@ from schemathesis.generation.case import Case
 
 from models import Category
 from models.db import session_scope
+from tasks import policies
 from tasks.access import create_api_token
 from tests.factories import (
     make_approver,
@@ -29,6 +30,7 @@ from tests.factories import (
     make_customer,
     make_operator,
     make_partner,
+    make_process,
 )
 from web.app import create_app
 from web.limits import reset_all
@@ -84,6 +86,7 @@ def people() -> People:
             make_approver(session, category=category, limit=1e12)
         customer = make_customer(session)
         partner = make_partner(session)
+        make_process(session, "billing")  # for the policies the examples add
         _, token = create_api_token(session=session, email=operator.email, name="schemathesis")
         return People(
             colleagues=(operator.email, colleague.email),
@@ -200,6 +203,29 @@ def with_fresh_key(case: Case) -> None:
         case.headers["Idempotency-Key"] = uuid4().hex
 
 
+def with_policies_free(case: Case, people: People) -> None:
+    """The document cannot say who works here, which processes there are, or which titles and
+    versions are taken: a valid owner becomes a colleague, each valid process name the one
+    process, a valid title and version unused ones. Invalid values stay invalid. (Each is a 422
+    or 409 naming the field: tests/web/test_policies.py checks them.)"""
+    if not case.path.startswith("/api/policies") or not isinstance(case.body, dict):
+        return
+    body = case.body
+    if "owner_email" in body:
+        body["owner_email"] = _known(body["owner_email"], people.colleagues)
+    names = body.get("processes")
+    if isinstance(names, list):
+        body["processes"] = [
+            "billing" if _names_someone(name) and len(name) <= 80 else name for name in names
+        ]
+    title = body.get("title")
+    if isinstance(title, str) and "\x00" not in title and title.strip() and len(title) <= 200:
+        body["title"] = f"{title[:160]} {uuid4().hex}"
+    version = body.get("version")
+    if isinstance(version, str) and re.fullmatch(policies.VERSION_PATTERN, version):
+        body["version"] = uuid4().hex[:12]
+
+
 def call_and_validate(case: Case, people: People) -> None:
     # The ignored_auth check offers refused tokens on purpose, and web.limits would soon answer
     # 429 to everything from this client; the limit is tested on its own, and below.
@@ -210,6 +236,7 @@ def call_and_validate(case: Case, people: People) -> None:
     with_future_times(case)
     with_days_in_order(case)
     with_fresh_key(case)
+    with_policies_free(case, people)
     case.call_and_validate(headers=people.headers)
 
 
@@ -243,6 +270,7 @@ class Workflow(schema.exclude(path="/api/mail").as_state_machine()):  # type: ig
         with_future_times(case)
         with_days_in_order(case)
         with_fresh_key(case)
+        with_policies_free(case, self.people)
 
     def get_call_kwargs(self, case: Case) -> dict[str, Any]:
         return {"headers": self.people.headers}
