@@ -28,7 +28,19 @@ from improve.errors import (
     TooManyRequests,
 )
 from improve.settings import settings
-from web import alternatives, api, cases, choices, links, mailsink, pages, partners, records, signin
+from web import (
+    alternatives,
+    api,
+    cases,
+    choices,
+    links,
+    mailsink,
+    pages,
+    partners,
+    records,
+    signin,
+    suggest,
+)
 from web.auth import staff
 from web.forms import plain_errors
 from web.limits import count_guess
@@ -210,9 +222,10 @@ def served_routes(app: FastAPI) -> list[Any]:
     return list(iter_route_contexts(app.routes))
 
 
-# The public routes: what people reach from an email, signing in, and the health check. Every
-# other route needs a signed-in colleague or an API token (tests/web/test_access.py checks it).
-PUBLIC_ROUTERS = (links.router, choices.router, signin.router)
+# The public routes: what people reach from an email, signing in, the suggestion form, and the
+# health check. Every other route needs a signed-in colleague or an API token
+# (tests/web/test_access.py checks it).
+PUBLIC_ROUTERS = (links.router, choices.router, signin.router, suggest.router, suggest.link_router)
 
 
 def create_app() -> FastAPI:
@@ -262,6 +275,7 @@ def create_app() -> FastAPI:
         app.include_router(router)
     app.include_router(api.router, dependencies=signed_in)
     app.include_router(partners.api_router, dependencies=signed_in)
+    app.include_router(suggest.api_router, dependencies=signed_in)
     app.include_router(pages.router, dependencies=signed_in)
     app.include_router(cases.router, dependencies=signed_in)
     app.include_router(alternatives.router, dependencies=signed_in)

@@ -29,6 +29,8 @@ PUBLIC = {
     "/signout",
     "/signin/oidc",
     "/signin/oidc/callback",
+    "/suggest",
+    "/suggest/confirm/{suggestion_id}/{token}",
 }
 
 runner = CliRunner()
