@@ -36,6 +36,7 @@ from tasks import (
     outbox,
     planning,
     report,
+    suggestions,
     updates,
 )
 from tasks.escalation import EVENT_GRACE
@@ -117,9 +118,12 @@ async def route_to_approvers(improvement_id: int) -> int:
 async def advance_after_decision(improvement_id: int) -> str:
     """Take the step the decisions so far allow: wait, ask the next level, approve or reject."""
     with session_scope() as session:
-        return decisions.advance_after_decision(
+        step = decisions.advance_after_decision(
             session=session, improvement_id=improvement_id, actor=_actor()
         )
+        # A customer's suggestion turned down: they hear why, in the same commit as the move.
+        suggestions.tell_outcome(session=session, improvement_id=improvement_id)
+        return step
 
 
 @side_effect
@@ -145,9 +149,12 @@ async def settle_case(case_id: int) -> str:
 async def plan_actions(improvement_id: int) -> int:
     """Draw up the action plan from the category's playbook and email each owner their items."""
     with session_scope() as session:
-        return len(
-            planning.plan_actions(session=session, improvement_id=improvement_id, actor=_actor())
+        items = planning.plan_actions(
+            session=session, improvement_id=improvement_id, actor=_actor()
         )
+        # A customer's suggestion approved and planned: they hear it is going ahead, and by when.
+        suggestions.tell_outcome(session=session, improvement_id=improvement_id)
+        return len(items)
 
 
 @side_effect

@@ -98,6 +98,21 @@ class Settings(BaseSettings):
         21, description="Days a customer's link to choose an alternative stays valid."
     )
     help_link_expiry_days: int = Field(7, description="Days a colleague's help link stays valid.")
+    # The public suggestion form (tasks/suggestions.py, web/suggest.py).
+    suggestion_min_seconds: float = Field(
+        3.0,
+        ge=0,
+        description="A suggestion form sent sooner than this after it was shown is a bot's: "
+        "dropped without a word.",
+    )
+    suggestions_per_hour: int = Field(
+        5,
+        ge=1,
+        description="Most suggestions from one client address, and to one email address, an hour.",
+    )
+    suggestion_link_expiry_days: int = Field(
+        7, ge=1, description="Days the link that confirms a suggestion's email address works."
+    )
     outbox_max_attempts: int = Field(6, description="Attempts before a 4xx-deferred email fails.")
     outbox_backoff_seconds: list[float] = Field(
         [30, 120, 600, 1800, 3600], description="Delay before each retry of a deferred email."

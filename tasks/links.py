@@ -22,6 +22,7 @@ from models import (
     HelpRequest,
     HelpStatus,
     RetiredLink,
+    Suggestion,
 )
 from models.db import utcnow
 
@@ -86,6 +87,15 @@ def choice_url(case_id: int, token: str) -> str:
     return f"{settings.base_url}/choices/{case_id}/{token}"
 
 
+def suggest_url() -> str:
+    """The public suggestion form, which every customer email's footer offers."""
+    return f"{settings.base_url}/suggest"
+
+
+def suggestion_confirm_url(suggestion_id: int, token: str) -> str:
+    return f"{settings.base_url}/suggest/confirm/{suggestion_id}/{token}"
+
+
 def _same(stored: str | None, offered: str) -> bool:
     return stored is not None and hmac.compare_digest(stored, offered)
 
@@ -118,6 +128,7 @@ def refusal(session: Session, token_hash: str) -> LinkRefused:
         or session.exec(select(ActionItem.id).where(ActionItem.token_hash == token_hash)).first()
         or session.exec(select(HelpRequest.id).where(HelpRequest.token_hash == token_hash)).first()
         or session.exec(select(Case.id).where(Case.choice_token_hash == token_hash)).first()
+        or session.exec(select(Suggestion.id).where(Suggestion.token_hash == token_hash)).first()
     )
     if foreign is not None:
         return LinkRefused(

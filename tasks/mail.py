@@ -19,7 +19,7 @@ from improve.formatting import FILTERS, payback_months
 from improve.settings import settings
 from models import ContactFormat, Customer, OutboxEmail
 from models.db import utcnow
-from tasks.links import seal, unseal
+from tasks.links import seal, suggest_url, unseal
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ ESSENTIAL = frozenset(
         "case_update",
         "alternatives_offer",
         "alternative_done",
+        # Asked for a moment ago on the public form, by someone who may be no customer yet.
+        "suggestion_confirm",
     }
 )
 # The context key under which a customer email keeps the purpose it serves (Purpose.value): the
@@ -157,6 +159,7 @@ _env = Environment(
 )
 _env.filters.update(FILTERS, paragraphs=paragraphs)
 _env.globals["payback_months"] = payback_months
+_env.globals["suggest_url"] = suggest_url  # the customer footer's "suggest an improvement"
 _inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
 
 

@@ -20,6 +20,7 @@ from models import (
     ImprovementCustomer,
     ImprovementPartner,
     Partner,
+    Source,
     Status,
 )
 from models.db import utcnow
@@ -80,11 +81,60 @@ def submit_improvement(
         raise InvalidInput(errors)
     assert submitter is not None
 
+    by = by or submitter
+    return _store(
+        session,
+        data,
+        submitter_id=submitter.id,
+        customer_ids=customers,
+        partner_ids=partners,
+        actor=by.email,
+        channel=channel,
+        reason=f"submitted by {by.name} on behalf of {submitter.name}"
+        if by.id != submitter.id
+        else "",
+    )
+
+
+def submit_customer_suggestion(
+    *, session: Session, data: ImprovementCreate, customer: Customer, channel: Channel
+) -> Improvement:
+    """Store a customer's confirmed suggestion as a `customer` improvement, uncommitted.
+
+    Submitted by no colleague (so any colleague with the authority may approve it), linked to the
+    customer, who hears what becomes of it; otherwise stored as every other submission is. The
+    caller commits, then announces it (improve.events.emit_submitted).
+    """
+    assert customer.id is not None
+    return _store(
+        session,
+        data.model_copy(update={"source": Source.customer}),
+        submitter_id=None,
+        customer_ids=[customer.id],
+        partner_ids=[],
+        actor=customer.email,
+        channel=channel,
+        reason="suggested by a customer through the public suggestion form",
+    )
+
+
+def _store(
+    session: Session,
+    data: ImprovementCreate,
+    *,
+    submitter_id: int | None,
+    customer_ids: list[int],
+    partner_ids: list[int],
+    actor: str,
+    channel: Channel,
+    reason: str,
+) -> Improvement:
+    """Write a checked submission: the improvement, its estimate, whom it touches, its history."""
     improvement = Improvement.model_validate(
         data.model_dump(
             exclude={"submitter_email", "customer_emails", "partner_emails", "activities"}
         ),
-        update={"submitter_id": submitter.id, "status": Status.submitted},
+        update={"submitter_id": submitter_id, "status": Status.submitted},
     )
     session.add(improvement)
     session.flush()
@@ -98,19 +148,12 @@ def submit_improvement(
             basis=Basis.forecast,
             lines=data.activities,
         )
-    for customer_id in customers:
+    for customer_id in customer_ids:
         session.add(ImprovementCustomer(improvement_id=improvement.id, customer_id=customer_id))
-    for partner_id in partners:
+    for partner_id in partner_ids:
         session.add(ImprovementPartner(improvement_id=improvement.id, partner_id=partner_id))
-    by = by or submitter
     record_creation(
-        session=session,
-        improvement=improvement,
-        actor=by.email,
-        channel=channel,
-        reason=f"submitted by {by.name} on behalf of {submitter.name}"
-        if by.id != submitter.id
-        else "",
+        session=session, improvement=improvement, actor=actor, channel=channel, reason=reason
     )
     return improvement
 

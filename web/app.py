@@ -41,6 +41,7 @@ from web import (
     policies,
     records,
     signin,
+    suggest,
 )
 from web.auth import staff
 from web.forms import plain_errors
@@ -223,10 +224,18 @@ def served_routes(app: FastAPI) -> list[Any]:
     return list(iter_route_contexts(app.routes))
 
 
-# The public routes: what people reach from an email, signing in, the public impact report and
-# the health check. Every other route needs a signed-in colleague or an API token
-# (tests/web/test_access.py checks it).
-PUBLIC_ROUTERS = (links.router, choices.router, signin.router, impact.router, impact.link_router)
+# The public routes: what people reach from an email, signing in, the suggestion form, the public
+# impact report and the health check. Every other route needs a signed-in colleague or an API
+# token (tests/web/test_access.py checks it).
+PUBLIC_ROUTERS = (
+    links.router,
+    choices.router,
+    signin.router,
+    suggest.router,
+    suggest.link_router,
+    impact.router,
+    impact.link_router,
+)
 
 
 def create_app() -> FastAPI:
@@ -277,6 +286,7 @@ def create_app() -> FastAPI:
     app.include_router(api.router, dependencies=signed_in)
     app.include_router(partners.api_router, dependencies=signed_in)
     app.include_router(policies.api_router, dependencies=signed_in)
+    app.include_router(suggest.api_router, dependencies=signed_in)
     app.include_router(pages.router, dependencies=signed_in)
     app.include_router(cases.router, dependencies=signed_in)
     app.include_router(alternatives.router, dependencies=signed_in)

@@ -33,6 +33,8 @@ PUBLIC = {
     "/impact",
     "/impact/charts/{name}.png",
     "/impact/unsubscribe/{stakeholder_id}/{token}",
+    "/suggest",
+    "/suggest/confirm/{suggestion_id}/{token}",
 }
 
 runner = CliRunner()
