@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.db import UtcDateTime, utcnow
+from models.improvement import Category
 
 
 class SuggestionStatus(StrEnum):
@@ -25,6 +26,7 @@ class Suggestion(SQLModel, table=True):
     email: str = Field(max_length=254)
     title: str = Field(max_length=200)
     description: str = Field(default="", max_length=4000)
+    category: Category = Field(default=Category.process, sa_type=sa.String(32))
     status: SuggestionStatus = Field(
         default=SuggestionStatus.unconfirmed, sa_type=sa.String(16), index=True
     )

@@ -48,7 +48,6 @@ from tasks.submission import submit_customer_suggestion
 CATEGORIES = (Category.process, Category.waste, Category.energy, Category.resource)
 CONSENT_CHANNEL = "suggestion"  # how a customer's consent given through the form is recorded
 WINDOW = timedelta(hours=1)  # the rate limit's window (settings.suggestions_per_hour)
-_TOKEN = re.compile(r"^([a-z_]+)\.[A-Za-z0-9_-]+$")
 _DOMAIN = re.compile(r"^[^@]+@[^@.]+(\.[^@.]+)+$")
 
 
@@ -56,21 +55,6 @@ def client_key(address: str) -> str:
     """What a suggestion keeps of where it came from: enough to count, not to find the address."""
     secret = settings.secret_key.get_secret_value().encode()
     return hmac.new(secret, f"suggestion-client:{address}".encode(), hashlib.sha256).hexdigest()
-
-
-def _new_token(category: Category) -> tuple[str, str]:
-    # The suggestion table has no column for the category chosen on the form, so it travels in
-    # the confirmation token: the stored hash covers it, so it cannot be changed on the way.
-    token = f"{category.value}.{secrets.token_urlsafe(links.TOKEN_BYTES)}"
-    return token, links.hash_token(token)
-
-
-def _category_of(token: str) -> Category:
-    match = _TOKEN.match(token)
-    try:
-        return Category(match.group(1)) if match else CATEGORIES[0]
-    except ValueError:
-        return CATEGORIES[0]
 
 
 def _checked(
@@ -168,14 +152,15 @@ def receive(
     key = client_key(client)
     _limit(session, col(Suggestion.client) == key, now, "this connection")
     _limit(session, col(Suggestion.email) == email, now, "this email address")
-    token, token_hash = _new_token(chosen)
+    token = secrets.token_urlsafe(links.TOKEN_BYTES)
     suggestion = Suggestion(
         name=name,
         email=email,
         title=title,
         description=description,
+        category=chosen,
         client=key,
-        token_hash=token_hash,
+        token_hash=links.hash_token(token),
         expires_at=now + timedelta(days=settings.suggestion_link_expiry_days),
         created_at=now,
     )
@@ -275,7 +260,7 @@ def confirm(
         data = ImprovementCreate(
             title=suggestion.title,
             description=suggestion.description,
-            category=_category_of(token),
+            category=suggestion.category,
             source=Source.customer,
         )
     except ValidationError as exc:  # checked when received; a guard, not a path

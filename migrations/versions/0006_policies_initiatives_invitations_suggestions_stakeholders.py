@@ -121,6 +121,7 @@ def upgrade() -> None:
         sa.Column("email", sa.String(length=254), nullable=False),
         sa.Column("title", sa.String(length=200), nullable=False),
         sa.Column("description", sa.String(length=4000), nullable=False),
+        sa.Column("category", sa.String(length=32), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=True),
         sa.Column("expires_at", models.db.UtcDateTime(), nullable=True),

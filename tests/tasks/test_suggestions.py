@@ -230,9 +230,6 @@ def test_a_wrong_or_late_link_is_refused_and_confirms_nothing(session: Session) 
     with pytest.raises(LinkRefused) as tampered:
         confirm(session=session, suggestion_id=suggestion.id, token=token[:-2] + "xx")
     assert tampered.value.kind == "tampered"
-    with pytest.raises(LinkRefused) as changed:  # the category rides in the token, under its hash
-        confirm(session=session, suggestion_id=suggestion.id, token="energy" + token[8:])
-    assert changed.value.kind == "tampered"
     other = send(session, email="other@example.com")
     assert other is not None and other.id is not None
     with pytest.raises(LinkRefused) as foreign:
