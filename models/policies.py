@@ -7,6 +7,7 @@ policies they serve, so a process page can set its policies beside its footprint
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.db import UtcDateTime, utcnow
@@ -28,6 +29,7 @@ class PolicyVersion(SQLModel, table=True):
     """One publication of a policy: what changed, and the notices it caused (keyed by its id)."""
 
     __tablename__ = "policy_version"
+    __table_args__ = (sa.UniqueConstraint("policy_id", "version", name="uq_policy_version"),)
 
     id: int | None = Field(default=None, primary_key=True)
     policy_id: int = Field(foreign_key="policy.id", index=True)

@@ -108,6 +108,7 @@ def upgrade() -> None:
             ["policy.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("policy_id", "version", name="uq_policy_version"),
     )
     with op.batch_alter_table("policy_version", schema=None) as batch_op:
         batch_op.create_index(
