@@ -1,8 +1,9 @@
 """Service records to a measured result on the running stack: a CSV with some bad rows is
 imported (twice), the service review finds customers still on paper and proposes an improvement
 with its estimate and evidence (once, however often it runs), the approver decides from the email,
-the owner follows the plan's emails and records the measured activity, and forecast and actual
-stand side by side on the improvement's page, the dashboard and the API."""
+the owner follows the plan's emails and records the measured activity, forecast and actual stand
+side by side on the improvement's page, the dashboard and the API, and the week's impact digest
+tells a stakeholder and the colleague, charts and all."""
 
 import csv
 import re
@@ -18,8 +19,9 @@ from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
 from improve.cli import app
+from improve.formatting import quantity
 from improve.stack import Stack
-from models import Category, Evidence, Improvement, ServiceRecord, Source
+from models import Category, Evidence, Improvement, ServiceRecord, Source, Stakeholder
 from models.db import utcnow
 from tests.e2e.helpers import (
     DEADLINE,
@@ -174,3 +176,27 @@ async def test_service_records_become_a_detected_improvement_measured_against_it
     # Reviewed again: what the approver decided on is not asked again.
     await review()
     assert [i.id for i in detected(session)] == [found.id]
+
+    # The week's impact digest: the stakeholder's report carries the measured result and its
+    # charts inside the email; the colleague's digest says who achieved what.
+    session.add(Stakeholder(name="Brightwater Town Council", email="council@example.org"))
+    session.commit()
+    async with get_client() as client:
+        run = await arun_deployment(
+            "impact-digest/impact-digest",
+            parameters={"week_ending": utcnow().date().isoformat()},
+            timeout=DEADLINE,
+            poll_interval=0.5,
+            client=client,
+        )
+    assert run.state is not None and run.state.is_completed(), f"digest {run.state_name}"
+    [report] = await wait_for_mail(smtp, "council@example.org", "impact")
+    assert f"Emissions avoided: {quantity(200 * LETTER, 'kg CO2e')} a year" in report.text
+    assert "Paper saved:       400 sheets a year" in report.text
+    charts = [p for p in report.message.walk() if p.get_content_type() == "image/png"]
+    assert len(charts) == 6
+    assert all(p["Content-ID"] and p.get_payload(decode=True)[:8] == b"\x89PNG\r\n\x1a\n"
+               for p in charts)  # fmt: skip
+    assert 'alt="' in report.html and "cid:" in report.html
+    [digest] = await wait_for_mail(smtp, alex.email, "Improve this week")
+    assert f"{found.reference} {found.title}" in digest.text
