@@ -98,6 +98,9 @@ class Settings(BaseSettings):
         21, description="Days a customer's link to choose an alternative stays valid."
     )
     help_link_expiry_days: int = Field(7, description="Days a colleague's help link stays valid.")
+    invitation_link_expiry_days: int = Field(
+        30, description="Days a customer's or partner's link to answer an invitation stays valid."
+    )
     outbox_max_attempts: int = Field(6, description="Attempts before a 4xx-deferred email fails.")
     outbox_backoff_seconds: list[float] = Field(
         [30, 120, 600, 1800, 3600], description="Delay before each retry of a deferred email."

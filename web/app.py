@@ -28,7 +28,20 @@ from improve.errors import (
     TooManyRequests,
 )
 from improve.settings import settings
-from web import alternatives, api, cases, choices, links, mailsink, pages, partners, records, signin
+from web import (
+    alternatives,
+    api,
+    cases,
+    choices,
+    initiatives,
+    invitations,
+    links,
+    mailsink,
+    pages,
+    partners,
+    records,
+    signin,
+)
 from web.auth import staff
 from web.forms import plain_errors
 from web.limits import count_guess
@@ -212,7 +225,7 @@ def served_routes(app: FastAPI) -> list[Any]:
 
 # The public routes: what people reach from an email, signing in, and the health check. Every
 # other route needs a signed-in colleague or an API token (tests/web/test_access.py checks it).
-PUBLIC_ROUTERS = (links.router, choices.router, signin.router)
+PUBLIC_ROUTERS = (links.router, choices.router, invitations.router, signin.router)
 
 
 def create_app() -> FastAPI:
@@ -262,11 +275,13 @@ def create_app() -> FastAPI:
         app.include_router(router)
     app.include_router(api.router, dependencies=signed_in)
     app.include_router(partners.api_router, dependencies=signed_in)
+    app.include_router(initiatives.api_router, dependencies=signed_in)
     app.include_router(pages.router, dependencies=signed_in)
     app.include_router(cases.router, dependencies=signed_in)
     app.include_router(alternatives.router, dependencies=signed_in)
     app.include_router(partners.router, dependencies=signed_in)
     app.include_router(records.router, dependencies=signed_in)
+    app.include_router(initiatives.router, dependencies=signed_in)
     if not settings.production:  # its messages hold live links: never where real people work
         app.include_router(mailsink.router, dependencies=signed_in)
     access_log = logging.getLogger("uvicorn.access")
