@@ -100,7 +100,8 @@ def _list_page(
     context = {
         "initiatives": initiatives,
         "tallies": tallies,
-        "values": values or {},
+        "values": values
+        or dict.fromkeys(("title", "description", "improvement", "owner_email"), ""),
         "errors": errors or {},
         "field_names": FIELD_NAMES,
     }
