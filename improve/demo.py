@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from sqlmodel import Session, select
 
+from improve.demo_participation import seed_initiatives
 from improve.demo_records import seed_records
 from improve.settings import settings
 from models import (
@@ -472,6 +473,8 @@ def seed(*, session: Session) -> dict[str, int]:
             "partners": 0,
             "improvements": 0,
             "records": records,
+            # Initiatives came after the rest of the demo too: an older demo gets them once.
+            "initiatives": seed_initiatives(session=session, owner_email=email_of("Priya Shah")),
         }
     rng = random.Random(42)  # the same demo every time
     today = utcnow().date()
@@ -575,6 +578,7 @@ def seed(*, session: Session) -> dict[str, int]:
         _live(session, improvement.id, story)
     opened = _cases(session, people, customers)
     records = seed_records(session=session)  # commits: the import stores in batches
+    initiatives = seed_initiatives(session=session, owner_email=email_of("Priya Shah"))
     return {
         "colleagues": len(people),
         "customers": len(customers),
@@ -582,6 +586,7 @@ def seed(*, session: Session) -> dict[str, int]:
         "improvements": len(IDEAS),
         "cases": opened,
         "records": records,
+        "initiatives": initiatives,
     }
 
 
