@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, Field, StrictBool, ValidationInfo, field_validator
 from pydantic.json_schema import JsonDict
 from sqlalchemy import func
@@ -218,10 +218,15 @@ class ApiRoute(APIRoute):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.methods and scope["method"] not in self.methods:
+            # Every API route the app serves, whichever router holds it (web/partners.py and
+            # web/initiatives.py have their own): the app's router is in the scope.
+            served = iter_route_contexts(scope["router"].routes) if "router" in scope else ()
             allowed = sorted(
                 method
-                for route in router.routes
-                if isinstance(route, APIRoute) and route.matches(scope)[0] != Match.NONE
+                for route in served
+                if (route.path or "").startswith("/api/")
+                and isinstance(route.original_route, APIRoute)
+                and route.matches(scope)[0] != Match.NONE
                 for method in route.methods or ()
             )
             raise HTTPException(405, headers={"Allow": ", ".join(allowed or sorted(self.methods))})

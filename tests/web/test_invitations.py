@@ -243,3 +243,10 @@ async def test_the_pages_show_each_initiative_its_counts_and_who_answered_what(
     assert "Customer 1" in shown.text and "Happy to." in shown.text and "Accepted" in shown.text
     assert "No answer" in shown.text
     assert "Paperless statements" in listed.text and 'href="/initiatives"' in listed.text
+
+
+async def test_a_wrong_method_lists_every_method_the_path_takes(client: httpx.AsyncClient) -> None:
+    answer = await client.request("OPTIONS", "/api/initiatives")
+
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "GET, POST"
