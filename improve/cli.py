@@ -968,3 +968,87 @@ def policy_publish(
         f"Version {version} published; {progress['total']} notices queued "
         "(`improve outbox send` sends them now; the stack's sweep does it within minutes)."
     )
+
+
+# --- initiatives ---------------------------------------------------------------------------------
+
+initiative_app = typer.Typer(help="Initiatives customers and partners are invited to take part in.")
+app.add_typer(initiative_app, name="initiative")
+
+
+@initiative_app.command("add")
+def initiative_add(
+    title: Annotated[str, typer.Option(help="What people are invited to take part in.")],
+    owner: Annotated[str, typer.Option(help="The colleague who hears every answer (email).")],
+    description: Annotated[str, typer.Option(help="What taking part means, for the invited.")] = "",
+    improvement: Annotated[
+        int | None, typer.Option(help="The improvement it serves (its number).")
+    ] = None,
+) -> None:
+    """Start an initiative."""
+    from tasks.participation import create_initiative, find_owner, initiative_url
+
+    try:
+        with session_scope() as session:
+            initiative = create_initiative(
+                session=session, title=title, description=description,
+                improvement_id=improvement,
+                owner_id=find_owner(session=session, email=owner).id,  # type: ignore[arg-type]
+            )  # fmt: skip
+            initiative_id = initiative.id
+    except ImproveError as exc:
+        fail(str(exc))
+    assert initiative_id is not None
+    console.print(
+        f"Initiative {initiative_id}: {escape(title.strip())} · {initiative_url(initiative_id)}"
+    )
+
+
+@initiative_app.command("invite")
+def initiative_invite(
+    initiative_id: Annotated[int, typer.Argument(help="The initiative's number.")],
+    customer: Annotated[
+        list[str] | None, typer.Option("--customer", help="A customer's email (repeatable).")
+    ] = None,
+    partner: Annotated[
+        list[str] | None, typer.Option("--partner", help="A partner's email (repeatable).")
+    ] = None,
+) -> None:
+    """Invite customers (those who agreed to invitations) and partners; each is invited once."""
+    from tasks.participation import contacts_by_email, invite
+
+    if not customer and not partner:
+        fail("name someone to invite: --customer EMAIL or --partner EMAIL")
+    try:
+        with session_scope() as session:
+            customers, partners = contacts_by_email(
+                session=session, customer_emails=customer or [], partner_emails=partner or []
+            )
+            done = invite(
+                session=session, initiative_id=initiative_id, customer_ids=customers,
+                partner_ids=partners,
+            )  # fmt: skip
+    except ImproveError as exc:
+        fail(str(exc))
+    console.print(
+        f"{done.invited} invited, {done.already} invited before (sent nothing again), "
+        f"{done.not_consented} not invited (no consent to invitations). "
+        "The emails go out with the outbox (`improve outbox send`)."
+    )
+
+
+@initiative_app.command("list")
+def initiative_list() -> None:
+    """Every initiative with how many were invited, accepted, declined and have not answered."""
+    from tasks.participation import participation_summary
+
+    table = Table("id", "initiative", "invited", "accepted", "declined", "no answer")
+    with Session(get_engine()) as session:
+        rows = participation_summary(session=session)
+    for row in rows:
+        table.add_row(
+            str(row["id"]), escape(row["title"]), str(row["invited"]), str(row["accepted"]),
+            str(row["declined"]), str(row["waiting"]),
+        )  # fmt: skip
+    console.print(table)
+    console.print(f"{len(rows)} initiative{'' if len(rows) == 1 else 's'}")

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from sqlmodel import Session, select
 
+from improve.demo_participation import seed_initiatives
 from improve.demo_policies import seed_policies
 from improve.demo_records import seed_records
 from improve.settings import settings
@@ -483,6 +484,8 @@ def seed(*, session: Session) -> dict[str, int]:
             "stakeholders": seed_stakeholders(session=session),
             # Policies came later still: an older demo gets them once, too.
             "policies": seed_policies(session=session, email_of=_emails(session)),
+            # Initiatives came after the rest of the demo too: an older demo gets them once.
+            "initiatives": seed_initiatives(session=session, owner_email=email_of("Priya Shah")),
         }
     rng = random.Random(42)  # the same demo every time
     today = utcnow().date()
@@ -588,6 +591,7 @@ def seed(*, session: Session) -> dict[str, int]:
     stakeholders = seed_stakeholders(session=session)
     records = seed_records(session=session)  # commits: the import stores in batches
     policies = seed_policies(session=session, email_of=_emails(session))  # over those processes
+    initiatives = seed_initiatives(session=session, owner_email=email_of("Priya Shah"))
     return {
         "colleagues": len(people),
         "customers": len(customers),
@@ -597,6 +601,7 @@ def seed(*, session: Session) -> dict[str, int]:
         "records": records,
         "stakeholders": stakeholders,
         "policies": policies,
+        "initiatives": initiatives,
     }
 
 

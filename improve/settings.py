@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     suggestion_link_expiry_days: int = Field(
         7, ge=1, description="Days the link that confirms a suggestion's email address works."
     )
+    invitation_link_expiry_days: int = Field(
+        30, description="Days a customer's or partner's link to answer an invitation stays valid."
+    )
     outbox_max_attempts: int = Field(6, description="Attempts before a 4xx-deferred email fails.")
     outbox_backoff_seconds: list[float] = Field(
         [30, 120, 600, 1800, 3600], description="Delay before each retry of a deferred email."

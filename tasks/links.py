@@ -21,6 +21,8 @@ from models import (
     CaseStatus,
     HelpRequest,
     HelpStatus,
+    Invitation,
+    InvitationStatus,
     RetiredLink,
     Suggestion,
 )
@@ -96,6 +98,10 @@ def suggestion_confirm_url(suggestion_id: int, token: str) -> str:
     return f"{settings.base_url}/suggest/confirm/{suggestion_id}/{token}"
 
 
+def invitation_url(invitation_id: int, token: str) -> str:
+    return f"{settings.base_url}/invitations/{invitation_id}/{token}"
+
+
 def _same(stored: str | None, offered: str) -> bool:
     return stored is not None and hmac.compare_digest(stored, offered)
 
@@ -129,6 +135,7 @@ def refusal(session: Session, token_hash: str) -> LinkRefused:
         or session.exec(select(HelpRequest.id).where(HelpRequest.token_hash == token_hash)).first()
         or session.exec(select(Case.id).where(Case.choice_token_hash == token_hash)).first()
         or session.exec(select(Suggestion.id).where(Suggestion.token_hash == token_hash)).first()
+        or session.exec(select(Invitation.id).where(Invitation.token_hash == token_hash)).first()
     )
     if foreign is not None:
         return LinkRefused(
@@ -237,3 +244,24 @@ def check_choice_link(
         )
     _refuse_expired(case.choice_expires_at, now)
     return case
+
+
+def check_invitation_link(
+    *, session: Session, invitation_id: int, token: str, now: datetime | None = None
+) -> Invitation:
+    """The unanswered invitation this link may answer, or LinkRefused saying why not."""
+    now = now or utcnow()
+    token_hash = hash_token(token)
+    invitation = session.get(Invitation, invitation_id, populate_existing=True)
+    if invitation is None or not _same(invitation.token_hash, token_hash):
+        raise refusal(session, token_hash)
+    if invitation.status != InvitationStatus.invited:
+        when = f" on {invitation.answered_at:%Y-%m-%d %H:%M} UTC" if invitation.answered_at else ""
+        raise LinkRefused(
+            "used",
+            f"This link has already been used: you {invitation.status} the invitation{when}. "
+            "If you would like to change your answer, please reply to our email.",
+            410,
+        )
+    _refuse_expired(invitation.expires_at, now)
+    return invitation

@@ -75,8 +75,8 @@ def submit_improvement(
         errors["submitter_email"] = f"no colleague has the email {email!r}"
     elif not submitter.active:
         errors["submitter_email"] = f"{submitter.name} is no longer active"
-    customers = _find(session, Customer, data.customer_emails, "customer_emails", errors)
-    partners = _find(session, Partner, data.partner_emails, "partner_emails", errors)
+    customers = find_contacts(session, Customer, data.customer_emails, "customer_emails", errors)
+    partners = find_contacts(session, Partner, data.partner_emails, "partner_emails", errors)
     if errors:
         raise InvalidInput(errors)
     assert submitter is not None
@@ -161,7 +161,7 @@ def _store(
 Contact = TypeVar("Contact", Customer, Partner)
 
 
-def _find(
+def find_contacts(
     session: Session,
     table: type[Contact],
     emails: list[str],

@@ -75,6 +75,13 @@ def test_seed_demo_builds_a_believable_organisation_once(session: Session) -> No
     soon = [c for c in seeded if c.next_update_due and c.next_update_due <= utcnow() + 90 * SECOND]
     assert len(soon) == 1 and soon[0].overdue_improvement_id is None
     assert any(c.manager_id for c in session.exec(select(Colleague)))
+    # Customers invited to paperless statements, some answered; a partner invited to deliveries.
+    from tasks.participation import participation_summary
+
+    paperless, deliveries = participation_summary(session=session)
+    assert paperless["title"] == "Paperless statements" and paperless["customers"]["invited"] == 8
+    assert (paperless["accepted"], paperless["declined"], paperless["waiting"]) == (3, 1, 4)
+    assert deliveries["partners"] == {"invited": 1, "accepted": 0, "declined": 0, "waiting": 1}
 
     # Three policies over the demo's processes, served by improvements; one published, its
     # notices to the customers who agreed to policy news and the partners who hear, queued.
@@ -99,6 +106,7 @@ def test_seed_demo_builds_a_believable_organisation_once(session: Session) -> No
     assert count(session, Improvement) == 30
     assert count(session, Stakeholder) == 2
     assert count(session, Policy) == 3
+    assert len(participation_summary(session=session)) == 2
 
 
 def test_submit_stores_routes_and_queues_the_approval_email(session: Session) -> None:

@@ -218,12 +218,16 @@ class ApiRoute(APIRoute):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.methods and scope["method"] not in self.methods:
-            # Every API router of the app, not only this module's: /api/policies is in another.
+            # Every API route the app serves, whichever router holds it (web/partners.py and
+            # web/initiatives.py have their own): the app's router is in the scope.
+            served = iter_route_contexts(scope["router"].routes) if "router" in scope else ()
             allowed = sorted(
                 method
-                for route in iter_route_contexts(scope["app"].routes)
-                if (route.path or "").startswith("/api") and route.matches(scope)[0] != Match.NONE
-                for method in getattr(route, "methods", None) or ()
+                for route in served
+                if (route.path or "").startswith("/api/")
+                and isinstance(route.original_route, APIRoute)
+                and route.matches(scope)[0] != Match.NONE
+                for method in route.methods or ()
             )
             raise HTTPException(405, headers={"Allow": ", ".join(allowed or sorted(self.methods))})
         await super().handle(scope, receive, send)

@@ -34,6 +34,8 @@ from web import (
     cases,
     choices,
     impact,
+    initiatives,
+    invitations,
     links,
     mailsink,
     pages,
@@ -230,6 +232,7 @@ def served_routes(app: FastAPI) -> list[Any]:
 PUBLIC_ROUTERS = (
     links.router,
     choices.router,
+    invitations.router,
     signin.router,
     suggest.router,
     suggest.link_router,
@@ -287,12 +290,14 @@ def create_app() -> FastAPI:
     app.include_router(partners.api_router, dependencies=signed_in)
     app.include_router(policies.api_router, dependencies=signed_in)
     app.include_router(suggest.api_router, dependencies=signed_in)
+    app.include_router(initiatives.api_router, dependencies=signed_in)
     app.include_router(pages.router, dependencies=signed_in)
     app.include_router(cases.router, dependencies=signed_in)
     app.include_router(alternatives.router, dependencies=signed_in)
     app.include_router(partners.router, dependencies=signed_in)
     app.include_router(records.router, dependencies=signed_in)
     app.include_router(policies.router, dependencies=signed_in)
+    app.include_router(initiatives.router, dependencies=signed_in)
     if not settings.production:  # its messages hold live links: never where real people work
         app.include_router(mailsink.router, dependencies=signed_in)
     access_log = logging.getLogger("uvicorn.access")

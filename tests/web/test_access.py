@@ -23,6 +23,7 @@ PUBLIC = {
     "/actions/{action_id}/{token}",
     "/help/{help_id}/{token}",
     "/choices/{case_id}/{token}",
+    "/invitations/{invitation_id}/{token}",
     "/unsubscribe/{customer_id}/{purpose}/{token}",
     "/signin",
     "/signin/{token}",
