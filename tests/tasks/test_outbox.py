@@ -21,6 +21,7 @@ from improve.cli import app
 from improve.settings import settings
 from models import OutboxEmail, OutboxStatus
 from models.db import utcnow
+from tasks import outbox
 from tasks.mail import SEALED, queue_email
 from tasks.outbox import RELAY_WAIT, STALE_CLAIM, send_due
 from tests.smtpd import RecordingHandler, SmtpServer, free_port
@@ -293,13 +294,17 @@ async def test_a_relay_that_will_not_take_mail_uses_no_attempt_however_it_fails(
     )
 
 
-async def test_two_senders_at_once_send_each_email_once(session: Session, smtp: SmtpServer) -> None:
-    rows = queue(session, 20)
+async def test_two_senders_at_once_send_each_email_once(
+    session: Session, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Claims of five, so that a hundred rows are many claims and the two senders take turns.
+    monkeypatch.setattr(outbox, "CLAIM_SIZE", 5)
+    rows = queue(session, 100)
 
     results = await asyncio.gather(send_due(), send_due())
 
-    assert all(r["sent"] > 0 for r in results), "both senders took part"
-    assert sum(r["sent"] for r in results) == 20
+    assert all(r["sent"] > 0 for r in results), f"both senders took part: {results}"
+    assert sum(r["sent"] for r in results) == 100
     assert Counter(r.message_id for r in smtp.received) == Counter(r.message_id for r in rows)
 
 
