@@ -64,6 +64,7 @@ bench: install
 	$(BIN)/python -m bench.orchestration_overhead
 	$(BIN)/python -m bench.overdue_check
 	$(BIN)/python -m bench.service_review
+	$(BIN)/python -m bench.outbox
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache .mypy_cache

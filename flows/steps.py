@@ -379,8 +379,9 @@ async def remind_and_escalate_actions() -> dict[str, int]:
 
 
 @task(name="send-outbox", retries=3, retry_delay_seconds=[2, 10, 60])
-async def send_outbox(limit: int = 200) -> dict[str, int]:
-    """Send the due emails in the outbox; how many were sent, deferred, failed and skipped."""
+async def send_outbox(limit: int | None = None) -> dict[str, int]:
+    """Send the due emails in the outbox, at most settings.outbox_batch_limit a run (the next run
+    or the sweep sends the rest); how many were sent, deferred, failed and skipped."""
     return await outbox.send_due(limit=limit)
 
 

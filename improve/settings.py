@@ -120,6 +120,19 @@ class Settings(BaseSettings):
     outbox_backoff_seconds: list[float] = Field(
         [30, 120, 600, 1800, 3600], description="Delay before each retry of a deferred email."
     )
+    smtp_pool_size: int = Field(
+        4,
+        ge=1,
+        le=32,
+        description="SMTP connections the outbox sends over at once (a big batch uses them all; "
+        "a handful of emails, one). Keep within what the relay allows one client.",
+    )
+    outbox_batch_limit: int = Field(
+        5_000,
+        ge=1,
+        description="Most emails one flow run sends; the next run or the sweep (every five "
+        "minutes) sends the rest, so a notice to thousands holds no run for long.",
+    )
 
     # The service review (tasks/detection.py): what it reads and when a finding is worth raising.
     review_days: int = Field(

@@ -4,7 +4,7 @@ link, signed unsubscribe links, opting out, and asking before writing."""
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import insert, update
@@ -222,11 +222,15 @@ def record_consent(
 
 def _withheld(session: Session, customer: Customer, purpose: Purpose) -> str | None:
     """Why `purpose` notices must not go to `customer` (what a skipped row records), or None."""
-    consent = session.exec(
-        select(CustomerConsent).where(
-            CustomerConsent.customer_id == customer.id, CustomerConsent.purpose == purpose
-        )
-    ).first()
+    assert customer.id is not None
+    consents = consents_of(session=session, customer_ids=[customer.id])
+    return withheld_reason(customer, purpose, consents.get((customer.id, purpose)))
+
+
+def withheld_reason(
+    customer: Customer, purpose: Purpose, consent: CustomerConsent | None
+) -> str | None:
+    """The consent rule itself, given the customer's answer for `purpose` (None if never asked)."""
     if consent is not None and consent.granted:
         return None
     what = purpose.value.replace("_", " ")
@@ -235,8 +239,36 @@ def _withheld(session: Session, customer: Customer, purpose: Purpose) -> str | N
     return f"skipped: {customer.name} withdrew consent to {what} on {consent.changed_at:%Y-%m-%d}"
 
 
+def consents_of(
+    *, session: Session, customer_ids: Iterable[int]
+) -> dict[tuple[int, str], CustomerConsent]:
+    """Every answer these customers gave, by (customer id, purpose): one query for a batch."""
+    wanted = set(customer_ids)
+    if not wanted:
+        return {}
+    return {
+        (c.customer_id, str(c.purpose)): c
+        for c in session.exec(
+            select(CustomerConsent).where(col(CustomerConsent.customer_id).in_(wanted))
+        )
+    }
+
+
 def consent_withheld(*, session: Session, row: OutboxEmail) -> str | None:
-    """Why this email must not be sent now, or None when it may be.
+    """Why this email must not be sent now, or None when it may be (see `row_withheld`)."""
+    customer = customer_of(session=session, row=row)
+    known = [customer.id] if customer is not None and customer.id is not None else []
+    consents = consents_of(session=session, customer_ids=known)
+    return row_withheld(row, customer, consents)
+
+
+def row_withheld(
+    row: OutboxEmail,
+    customer: Customer | None,
+    consents: Mapping[tuple[int, str], CustomerConsent],
+) -> str | None:
+    """Why this email must not be sent now, or None when it may be; `customer` is the one it goes
+    to (`customer_of`), `consents` hold at least theirs (`consents_of`).
 
     The one consent rule for the outbox, asked when the email is sent, not only when it is queued:
     a non-essential email goes to a customer only while they agree to its purpose, and one that
@@ -244,10 +276,7 @@ def consent_withheld(*, session: Session, row: OutboxEmail) -> str | None:
     not sent either. Essential email, and email to anyone who is no customer (a colleague's
     thank-you reuses customer_notice), needs none.
     """
-    if row.template in ESSENTIAL:
-        return None
-    customer = customer_of(session=session, row=row)
-    if customer is None:
+    if row.template in ESSENTIAL or customer is None or customer.id is None:
         return None
     purpose = purpose_of(row)
     if purpose is None:
@@ -255,7 +284,7 @@ def consent_withheld(*, session: Session, row: OutboxEmail) -> str | None:
             f"skipped: {row.template} to {customer.name} names no purpose they agreed to "
             "(queue customer email with tasks.consent.queue_customer_email)"
         )
-    return _withheld(session, customer, purpose)
+    return withheld_reason(customer, purpose, consents.get((customer.id, purpose)))
 
 
 def skip_withheld_notices(*, session: Session, customer: Customer, purpose: Purpose) -> int:

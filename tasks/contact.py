@@ -2,6 +2,7 @@
 limit (which hold non-essential email, never essential), and their language and format."""
 
 import re
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -13,8 +14,8 @@ from improve.errors import InvalidInput, NotFound
 from improve.settings import settings
 from models import ContactFormat, Customer, OutboxEmail, OutboxStatus
 from models.db import utcnow
-from tasks.consent import consent_withheld
-from tasks.mail import ESSENTIAL, LANGUAGES, Reader, customer_of, reader_for
+from tasks.consent import consents_of, row_withheld
+from tasks.mail import ESSENTIAL, LANGUAGES, Reader, customers_of, reader_for
 
 WEEK = timedelta(days=7)
 
@@ -32,6 +33,9 @@ class Verdict(NamedTuple):
     reader: Reader
     skip: str | None = None  # never send it, for this reason
     hold: Hold | None = None  # send it later
+    # Not decided in this batch: an earlier row in it counts against the same weekly limit, so
+    # this one is asked about again once that one is settled.
+    ask_again: bool = False
 
 
 def _zone() -> ZoneInfo:
@@ -83,32 +87,41 @@ def window_opens(customer: Customer, at: datetime) -> datetime:
     raise AssertionError("a daily window opens within two days")  # pragma: no cover
 
 
-def weekly_limit_frees(*, session: Session, customer: Customer, at: datetime) -> datetime | None:
-    """When the customer's weekly limit lets one more non-essential email go, if not at `at`.
+def weekly_limit_frees(customer: Customer, sent: Sequence[datetime]) -> datetime | None:
+    """When the customer's weekly limit lets one more non-essential email go, if not now; `sent`
+    are the moments their non-essential emails went in the seven days before now, oldest first.
 
-    The limit is over any seven days: with N sent in the seven days before `at` and a limit of N,
+    The limit is over any seven days: with N sent in the seven days before now and a limit of N,
     the next may go once the oldest of them is seven days old.
     """
     limit = customer.weekly_limit
-    if limit is None:
+    if limit is None or len(sent) < limit:
         return None
-    sent = list(
-        session.exec(
-            select(OutboxEmail.sent_at)
-            .where(
-                col(OutboxEmail.recipient) == customer.email,
-                col(OutboxEmail.status) == OutboxStatus.sent,
-                col(OutboxEmail.template).not_in(ESSENTIAL),
-                col(OutboxEmail.sent_at) > at - WEEK,
-            )
-            .order_by(col(OutboxEmail.sent_at))
-        ).all()
-    )
-    if len(sent) < limit:
-        return None
-    oldest_that_counts = sent[len(sent) - limit]
-    assert oldest_that_counts is not None
-    return oldest_that_counts + WEEK
+    return sent[len(sent) - limit] + WEEK
+
+
+def _sent_in_week(
+    *, session: Session, addresses: Iterable[str], now: datetime
+) -> dict[str, list[datetime]]:
+    """When non-essential email went to each of these addresses in the seven days before `now`,
+    oldest first: one query for a batch."""
+    wanted = set(addresses)
+    sent: dict[str, list[datetime]] = {address: [] for address in wanted}
+    if not wanted:
+        return sent
+    for recipient, sent_at in session.exec(
+        select(OutboxEmail.recipient, OutboxEmail.sent_at)
+        .where(
+            col(OutboxEmail.recipient).in_(wanted),
+            col(OutboxEmail.status) == OutboxStatus.sent,
+            col(OutboxEmail.template).not_in(ESSENTIAL),
+            col(OutboxEmail.sent_at) > now - WEEK,
+        )
+        .order_by(col(OutboxEmail.sent_at))
+    ):
+        assert sent_at is not None
+        sent[recipient].append(sent_at)
+    return sent
 
 
 def _local(moment: datetime) -> str:
@@ -116,9 +129,10 @@ def _local(moment: datetime) -> str:
 
 
 def held_until(
-    *, session: Session, customer: Customer, template: str, now: datetime
+    customer: Customer, template: str, now: datetime, sent: Sequence[datetime]
 ) -> Hold | None:
     """Whether a `template` email to `customer` must wait, and until when; essential never waits.
+    `sent` as for `weekly_limit_frees`.
 
     The weekly limit first, then the window from that moment: the email goes at the first moment
     both allow.
@@ -126,7 +140,7 @@ def held_until(
     if template in ESSENTIAL:
         return None
     until, reasons = now, []
-    frees = weekly_limit_frees(session=session, customer=customer, at=now)
+    frees = weekly_limit_frees(customer, sent)
     if frees is not None:
         until = frees
         reasons.append(
@@ -142,24 +156,58 @@ def held_until(
     return Hold(until, f"held until {_local(until)}, no attempt used: {'; '.join(reasons)}")
 
 
+def counts_against_limit(row: OutboxEmail, customer: Customer | None) -> bool:
+    """Whether sending this row uses one of its reader's weekly allowance."""
+    return (
+        customer is not None
+        and customer.weekly_limit is not None
+        and (row.template not in ESSENTIAL)
+    )
+
+
 def verdict(*, session: Session, row: OutboxEmail, now: datetime) -> Verdict:
-    """The one question the sender asks of a claimed row: skip it, hold it, or build it for whom.
+    """The one question the sender asks of a claimed row: skip it, hold it, or build it for whom."""
+    return verdicts(session=session, rows=[row], now=now)[0]
+
+
+def verdicts(*, session: Session, rows: Sequence[OutboxEmail], now: datetime) -> list[Verdict]:
+    """`verdict` for each of `rows`, read in four queries however many rows there are.
 
     Consent first (a skip is final), then a weekly limit of nought (no non-essential email at all
-    is a refusal, not a wait), then the weekly limit and the contact window.
+    is a refusal, not a wait), then the weekly limit and the contact window. Each row is judged on
+    what was sent before the batch: two rows that count against one reader's limit must not be in
+    one batch (the sender asks about the second once the first is settled).
     """
-    customer = customer_of(session=session, row=row)
-    reader = reader_for(customer)
-    skip = consent_withheld(session=session, row=row)
-    if skip is not None or customer is None:
-        return Verdict(reader, skip=skip)
-    if row.template not in ESSENTIAL and customer.weekly_limit == 0:
-        return Verdict(
-            reader, skip=f"skipped: {customer.name} takes no non-essential email (weekly limit 0)"
-        )
-    return Verdict(
-        reader, hold=held_until(session=session, customer=customer, template=row.template, now=now)
-    )
+    customers = customers_of(session=session, rows=rows)
+    consents = consents_of(session=session, customer_ids={c.id for c in customers if c and c.id})
+    limited = {
+        customer.email
+        for row, customer in zip(rows, customers, strict=True)
+        if customer is not None and counts_against_limit(row, customer)
+    }
+    sent = _sent_in_week(session=session, addresses=limited, now=now)
+    decided = []
+    counted: set[str] = set()
+    for row, customer in zip(rows, customers, strict=True):
+        reader = reader_for(customer)
+        skip = row_withheld(row, customer, consents)
+        if skip is not None or customer is None:
+            decided.append(Verdict(reader, skip=skip))
+        elif counts_against_limit(row, customer) and customer.email in counted:
+            decided.append(Verdict(reader, ask_again=True))
+        elif row.template not in ESSENTIAL and customer.weekly_limit == 0:
+            decided.append(
+                Verdict(
+                    reader,
+                    skip=f"skipped: {customer.name} takes no non-essential email (weekly limit 0)",
+                )
+            )
+        else:
+            if counts_against_limit(row, customer):
+                counted.add(customer.email)
+            hold = held_until(customer, row.template, now, sent.get(customer.email, []))
+            decided.append(Verdict(reader, hold=hold))
+    return decided
 
 
 # --- changing a customer's preferences -------------------------------------------------------

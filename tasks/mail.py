@@ -5,6 +5,7 @@ import base64
 import hashlib
 import logging
 import re
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any, NamedTuple
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from improve.formatting import FILTERS, payback_months
 from improve.settings import settings
@@ -187,12 +188,36 @@ def customer_of(*, session: Session, row: OutboxEmail) -> Customer | None:
 
     A colleague, a partner or anyone else is no customer: their email has no preferences to follow.
     """
-    customer_id = (row.context or {}).get(CUSTOMER_ID)
-    if isinstance(customer_id, int):
-        customer = session.get(Customer, customer_id)
-        if customer is not None:
-            return customer
-    return session.exec(select(Customer).where(Customer.email == row.recipient)).first()
+    return customers_of(session=session, rows=[row])[0]
+
+
+def customers_of(*, session: Session, rows: Sequence[OutboxEmail]) -> list[Customer | None]:
+    """`customer_of` for each of `rows`, in two queries however many rows there are."""
+
+    def queued_for(row: OutboxEmail) -> int | None:
+        customer_id = (row.context or {}).get(CUSTOMER_ID)
+        return customer_id if isinstance(customer_id, int) else None
+
+    ids = {i for i in map(queued_for, rows) if i is not None}
+    by_id = (
+        {c.id: c for c in session.exec(select(Customer).where(col(Customer.id).in_(ids)))}
+        if ids
+        else {}
+    )
+    found = [by_id.get(queued_for(row)) for row in rows]
+    addresses = {row.recipient for row, customer in zip(rows, found, strict=True) if not customer}
+    by_address: dict[str, Customer] = {}
+    if addresses:
+        # Newest first, so the first-made customer with an address wins should two share one.
+        for customer in session.exec(
+            select(Customer)
+            .where(col(Customer.email).in_(addresses))
+            .order_by(col(Customer.id).desc())
+        ):
+            by_address[customer.email] = customer
+    return [
+        customer or by_address.get(row.recipient) for row, customer in zip(rows, found, strict=True)
+    ]
 
 
 def reader_for(customer: Customer | None) -> Reader:

@@ -1,104 +1,46 @@
-"""The outbox sender: claim each due row, send it over one SMTP connection, record the answer;
-and send a failed email again."""
+"""The outbox sender: claim due rows in batches, ask each its send-time verdict, render off the
+event loop, send over a small pool of SMTP connections, record each batch's answers at once;
+and send a failed email again; and how far a big send has got."""
 
+import asyncio
 import logging
+import math
 import re
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import parseaddr
 from typing import Any
 
 import aiosmtplib
-from sqlalchemy import update
+import sqlalchemy as sa
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from improve.errors import ImproveError, NotFound
 from improve.settings import settings
 from models import OutboxEmail, OutboxStatus
 from models.db import get_engine, utcnow
-from tasks.contact import Hold, Verdict, verdict
+from tasks.contact import Verdict, verdicts
 from tasks.mail import build_message, recipient_address, without_links
+from tasks.smtp_pool import Connection, Pool, RelayUnavailable
 
 log = logging.getLogger(__name__)
 
-# A sender that dies mid-send leaves its row in "sending"; this long after the claim, it is sent
-# again. One send is a connection and a few commands, each bounded by smtp_timeout_seconds: a
-# claim ten times that old (two minutes at least) belongs to a sender that is gone. Were it
-# shorter than a live send, that email could go twice.
+# A sender that dies mid-send leaves its rows in "sending"; this long after the claim, they are
+# sent again. One send is a connection and a few commands, each bounded by smtp_timeout_seconds:
+# a claim ten times that old (two minutes at least) belongs to a sender that is gone. A sender
+# starts no send on a claim older than half of it (see _Batch.fresh), so no live send is taken.
 STALE_CLAIM = max(timedelta(minutes=2), 10 * timedelta(seconds=settings.smtp_timeout_seconds))
 # While the SMTP server cannot be reached, the row that found it so waits this long; its attempts
 # are kept for the server's answers about the email itself.
 RELAY_WAIT = timedelta(seconds=60)
+# Rows claimed, judged and recorded together: one transaction each way for this many emails.
+CLAIM_SIZE = 100
+# A connection costs a few round trips (more with TLS and AUTH) before its first email: a batch
+# opens one more for each this many emails, up to the pool's size.
+EMAILS_PER_CONNECTION = 20
 
-# --- sending ---------------------------------------------------------------------------------
-
-
-class RelayUnavailable(Exception):
-    """The SMTP server cannot be reached or will not take mail from us: no row is at fault."""
-
-
-def _where() -> str:
-    return f"{settings.smtp_host}:{settings.smtp_port}"
-
-
-class _Relay:
-    """One SMTP connection reused for a whole batch, opened again when the server dropped it."""
-
-    def __init__(self) -> None:
-        self.smtp: aiosmtplib.SMTP | None = None
-        self.sender = parseaddr(settings.mail_from)[1]
-
-    async def _open(self) -> aiosmtplib.SMTP:
-        smtp = aiosmtplib.SMTP(
-            hostname=settings.smtp_host,
-            port=settings.smtp_port,
-            timeout=settings.smtp_timeout_seconds,
-            use_tls=settings.smtp_tls == "tls",
-            start_tls=settings.smtp_tls == "starttls",
-            username=settings.smtp_user or None,
-            password=settings.smtp_password.get_secret_value() or None,
-        )
-        try:
-            await smtp.connect()
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            # A 421 greeting or a refused login reads best as the server put it.
-            said = (
-                f"{exc.code} {exc.message}"
-                if isinstance(exc, aiosmtplib.SMTPResponseException)
-                else str(exc)
-            )
-            raise RelayUnavailable(f"cannot connect to {_where()}: {said}") from exc
-        return smtp
-
-    async def send(self, message: EmailMessage, recipient: str) -> None:
-        if self.smtp is None or not self.smtp.is_connected:
-            self.smtp = await self._open()
-        try:
-            await self.smtp.send_message(message, sender=self.sender, recipients=[recipient])
-        except aiosmtplib.SMTPServerDisconnected:
-            # Relays close idle or long-lived connections; one fresh try tells that apart from
-            # a server that is down.
-            self.smtp = await self._open()
-            try:
-                await self.smtp.send_message(message, sender=self.sender, recipients=[recipient])
-            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
-                raise RelayUnavailable(f"{_where()} dropped the connection: {exc}") from exc
-        except aiosmtplib.SMTPTimeoutError as exc:
-            raise RelayUnavailable(f"{_where()} timed out: {exc}") from exc
-        except aiosmtplib.SMTPSenderRefused as exc:
-            # Refusing our own From address is a relay setting, not this email's fault: failing
-            # each row on it would throw away the whole outbox.
-            raise RelayUnavailable(
-                f"{_where()} refused the sender: {exc.code} {exc.message}"
-            ) from exc
-
-    async def close(self) -> None:
-        if self.smtp is not None and self.smtp.is_connected:
-            try:
-                await self.smtp.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                self.smtp.close()
-        self.smtp = None
+# --- claiming and recording ------------------------------------------------------------------
 
 
 def _release_stale_claims() -> None:
@@ -119,179 +61,305 @@ def _release_stale_claims() -> None:
         session.commit()
 
 
-def _due_ids(now: datetime, limit: int, only: list[int] | None) -> list[int]:
-    chosen = [col(OutboxEmail.id).in_(only)] if only is not None else []
-    with Session(get_engine()) as session:
-        ids = session.exec(
-            select(OutboxEmail.id)
-            .where(
-                OutboxEmail.status == OutboxStatus.queued,
-                OutboxEmail.next_attempt_at <= now,
-                *chosen,
-            )
-            .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id)  # type: ignore[arg-type]
-            .limit(limit)
-        ).all()
-    return [i for i in ids if i is not None]
+def _claim(
+    now: datetime, size: int, only: list[int] | None, tried: set[int]
+) -> tuple[list[OutboxEmail], datetime]:
+    """Take up to `size` due rows for this sender in one statement, oldest due first, with the
+    moment of the claim; rows another sender took first are not among them.
 
-
-def _claim(row_id: int, now: datetime) -> OutboxEmail | None:
-    """Take the row for this sender, or None when another sender took it first."""
+    One statement, WITH due AS (...) UPDATE ... WHERE id IN due AND still queued: SQLite takes
+    its write lock for the whole of it, and on PostgreSQL SKIP LOCKED lets two senders claim side
+    by side. `tried` are rows this send already tried and put back (a 4xx with no backoff): once a
+    send is enough.
+    """
+    due = (
+        select(OutboxEmail.id)
+        .where(
+            col(OutboxEmail.status) == OutboxStatus.queued,
+            col(OutboxEmail.next_attempt_at) <= now,
+            *([col(OutboxEmail.id).in_(only)] if only is not None else []),
+            *([col(OutboxEmail.id).not_in(tried)] if tried else []),
+        )
+        .order_by(col(OutboxEmail.next_attempt_at), col(OutboxEmail.id))
+        .limit(size)
+        .with_for_update(skip_locked=True)
+        # Materialised: as a plain subquery PostgreSQL may run it again per row, LIMIT and all,
+        # and the claim would take every due row.
+        .cte("due")
+        .prefix_with("MATERIALIZED")
+    )
+    # The time of this claim, not of the send: rows claimed late in a long send must not look
+    # abandoned to the next sender.
+    stamp = utcnow()
     with Session(get_engine(), expire_on_commit=False) as session:
-        result = session.exec(
+        rows = session.scalars(
             update(OutboxEmail)
             .where(
-                OutboxEmail.id == row_id,  # type: ignore[arg-type]
-                OutboxEmail.status == OutboxStatus.queued,  # type: ignore[arg-type]
-                OutboxEmail.next_attempt_at <= now,  # type: ignore[arg-type]
+                col(OutboxEmail.id).in_(select(due.c.id)),
+                col(OutboxEmail.status) == OutboxStatus.queued,
             )
-            # The time of this claim, not of the batch: a row claimed late in a long batch must
-            # not look abandoned to the next sender.
-            .values(status=OutboxStatus.sending, claimed_at=utcnow())
-        )
-        row = session.get(OutboxEmail, row_id) if result.rowcount == 1 else None
+            .values(status=OutboxStatus.sending, claimed_at=stamp)
+            .returning(OutboxEmail)
+            .execution_options(synchronize_session=False)
+        ).all()
         session.commit()
-        return row
+    return sorted(rows, key=lambda r: (r.next_attempt_at, r.id or 0)), stamp
 
 
-def _record(row: OutboxEmail, *, attempted: bool = True, **values: Any) -> None:
-    """Settle a claimed row; `attempted` is whether the server was asked to take this email."""
-    if "last_error" in values:
-        values["last_error"] = values["last_error"][:2000]
-    if attempted:
-        values["attempts"] = row.attempts + 1
+def _judge(rows: list[OutboxEmail], now: datetime) -> list[Verdict]:
+    """Whether, when and how each row goes (tasks/contact.py), asked as it is sent."""
     with Session(get_engine()) as session:
-        session.exec(
-            update(OutboxEmail)
-            .where(
-                OutboxEmail.id == row.id,  # type: ignore[arg-type]
-                OutboxEmail.status == OutboxStatus.sending,  # type: ignore[arg-type]
-            )
-            .values(claimed_at=None, **values)
+        return verdicts(session=session, rows=rows, now=now)
+
+
+def _settle(outcomes: list[dict[str, Any]], stamp: datetime) -> None:
+    """Record a batch's outcomes in one transaction: each a row id and the values it ends with.
+
+    Only while the row is still this sender's claim: a row some other sender took back after a
+    stall is theirs to settle.
+    """
+    table: sa.Table = OutboxEmail.__table__  # type: ignore[attr-defined]
+    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for outcome in outcomes:
+        values = {**outcome, "claimed_at": None}
+        if "last_error" in values:
+            values["last_error"] = values["last_error"][:2000]
+        shape = tuple(sorted(name for name in values if name != "id"))
+        by_shape.setdefault(shape, []).append(
+            {"row_id": values.pop("id"), "stamp": stamp, **{f"v_{n}": v for n, v in values.items()}}
         )
-        session.commit()
+    with get_engine().begin() as connection:
+        for shape, params in by_shape.items():
+            statement = (
+                sa.update(table)
+                .where(
+                    table.c.id == sa.bindparam("row_id"),
+                    table.c.status == OutboxStatus.sending.value,
+                    table.c.claimed_at == sa.bindparam("stamp", type_=table.c.claimed_at.type),
+                )
+                .values({n: sa.bindparam(f"v_{n}", type_=table.c[n].type) for n in shape})
+            )
+            connection.execute(statement, params)
 
 
-def _retry_later(row: OutboxEmail, now: datetime, error: str) -> str:
+# --- what each row comes to ------------------------------------------------------------------
+
+
+def _attempted(row: OutboxEmail, **values: Any) -> dict[str, Any]:
+    """The server was asked to take this email: one attempt used."""
+    return {"id": row.id, "attempts": row.attempts + 1, **values}
+
+
+def _sent(row: OutboxEmail) -> dict[str, Any]:
+    # Marked after the server accepted it: a crash in between sends it again, with the same
+    # Message-ID, which is better than losing it.
+    return _attempted(
+        row,
+        status=OutboxStatus.sent,
+        sent_at=utcnow(),
+        last_error="",
+        context=without_links(row.context),
+    )
+
+
+def _failed(row: OutboxEmail, error: str) -> dict[str, Any]:
+    return _attempted(row, status=OutboxStatus.failed, last_error=error)
+
+
+def _retry_later(row: OutboxEmail, now: datetime, error: str) -> dict[str, Any]:
     attempts = row.attempts + 1
     if attempts >= settings.outbox_max_attempts:
-        _record(
-            row,
-            status=OutboxStatus.failed,
-            last_error=f"gave up after {attempts} attempts: {error}",
-        )
-        return "failed"
+        return _failed(row, f"gave up after {attempts} attempts: {error}")
     delays = settings.outbox_backoff_seconds or [60.0]
     delay = delays[min(attempts, len(delays)) - 1]
-    _record(
+    return _attempted(
         row,
         status=OutboxStatus.queued,
         next_attempt_at=now + timedelta(seconds=delay),
         last_error=error,
     )
-    return "deferred"
 
 
 _WAITING = "SMTP relay unreachable since "
 _WAITING_SINCE = re.compile(re.escape(_WAITING) + r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC")
 
 
-def _wait_for_relay(row: OutboxEmail, now: datetime, error: RelayUnavailable) -> None:
+def _wait_for_relay(row: OutboxEmail, now: datetime, error: RelayUnavailable) -> dict[str, Any]:
     """Put the row back a little later, its attempts untouched: the server, not it, is at fault."""
     # A row that waits through several batches keeps the moment it first found the server gone.
     earlier = _WAITING_SINCE.match(row.last_error)
     since = datetime.fromisoformat(earlier[1]).replace(tzinfo=UTC) if earlier else utcnow()
-    _record(
-        row,
-        attempted=False,
-        status=OutboxStatus.queued,
-        next_attempt_at=now + RELAY_WAIT,
-        last_error=f"{_WAITING}{since:%Y-%m-%d %H:%M:%S} UTC; waiting, no attempt used: {error}",
-    )
+    return {
+        "id": row.id,
+        "status": OutboxStatus.queued,
+        "next_attempt_at": now + RELAY_WAIT,
+        "last_error": f"{_WAITING}{since:%Y-%m-%d %H:%M:%S} UTC; waiting, no attempt used: {error}",
+    }
 
 
-def _verdict(row: OutboxEmail, now: datetime) -> Verdict:
-    """Whether, when and how this row goes: consent, the reader's window and weekly limit, their
-    language and format (tasks/contact.py), asked as it is sent, not only when it was queued."""
-    with Session(get_engine()) as session:
-        return verdict(session=session, row=row, now=now)
+def _untouched(row: OutboxEmail) -> dict[str, Any]:
+    """Back in the queue as it was: this send never got to it."""
+    return {"id": row.id, "status": OutboxStatus.queued}
 
 
-def _hold(row: OutboxEmail, hold: Hold) -> None:
-    """Put the row back until its reader will take it: not a failure, so no attempt is used."""
-    _record(
-        row,
-        attempted=False,
-        status=OutboxStatus.queued,
-        next_attempt_at=hold.until,
-        last_error=hold.reason,
-    )
+def _by_verdict(row: OutboxEmail, decided: Verdict) -> tuple[str, dict[str, Any]] | None:
+    """What a row comes to without being sent, or None when it is to be sent."""
+    if decided.skip is not None:
+        return "skipped", {"id": row.id, "status": OutboxStatus.skipped, "last_error": decided.skip}
+    if decided.hold is not None:
+        # Not a failure, so no attempt is used.
+        held = {"next_attempt_at": decided.hold.until, "last_error": decided.hold.reason}
+        return "deferred", {"id": row.id, "status": OutboxStatus.queued, **held}
+    if decided.ask_again:
+        return "", _untouched(row)
+    return None
 
 
-async def send_due(
-    *, limit: int = 200, now: datetime | None = None, only: list[int] | None = None
-) -> dict[str, int]:
-    """Send the outbox rows that are due (or just those in `only`), each claimed first so no
-    two senders send one row."""
-    now = now or utcnow()
-    counts = {"sent": 0, "deferred": 0, "failed": 0, "skipped": 0}
-    _release_stale_claims()
-    relay = _Relay()
-    try:
-        for row_id in _due_ids(now, limit, only):
-            row = _claim(row_id, now)
-            if row is None:
-                continue
-            decided = _verdict(row, now)
-            if decided.skip is not None:
-                _record(row, attempted=False, status=OutboxStatus.skipped, last_error=decided.skip)
-                counts["skipped"] += 1
-                continue
-            if decided.hold is not None:
-                _hold(row, decided.hold)
-                counts["deferred"] += 1
-                continue
+# --- sending ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    """One claim's rows on their way: each worker takes the next, and every row ends with an
+    outcome to record; counts are what send_due reports."""
+
+    now: datetime
+    stamp: datetime
+    waiting: deque[tuple[OutboxEmail, Verdict]]
+    counts: dict[str, int]
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    relay_down: bool = False
+    stale: bool = False
+
+    def fresh(self) -> bool:
+        # A row is sent only while its claim is young: past half of STALE_CLAIM another sender
+        # may soon take it back, and it would go twice.
+        self.stale = self.stale or utcnow() - self.stamp > STALE_CLAIM / 2
+        return not self.stale
+
+    def settle(self, what: str, outcome: dict[str, Any]) -> None:
+        if what:
+            self.counts[what] += 1
+        self.outcomes.append(outcome)
+
+    async def work(self, connection: Connection) -> None:
+        while self.waiting and not self.relay_down and self.fresh():
+            row, decided = self.waiting.popleft()
             try:
-                message = build_message(row, decided.reader)
+                # Rendering (Jinja2, CSS inlining) in a thread: the other connections keep sending.
+                message = await asyncio.to_thread(build_message, row, decided.reader)
             except Exception as exc:  # a broken template or address: retrying cannot mend it
-                _record(row, status=OutboxStatus.failed, last_error=f"cannot build: {exc!r}")
-                counts["failed"] += 1
+                self.settle("failed", _failed(row, f"cannot build: {exc!r}"))
                 continue
             try:
-                await relay.send(message, recipient_address(row.recipient))
+                await connection.send(message, recipient_address(row.recipient))
             except RelayUnavailable as exc:
-                # Hammering a server that is down helps nobody: this row waits, the rest stay due,
-                # and none of them loses an attempt, however long the outage lasts.
-                log.warning("%s; %s waits and the batch stopped", exc, row.idempotency_key)
-                _wait_for_relay(row, now, exc)
-                counts["deferred"] += 1
-                break
+                if self.relay_down:  # another connection found it first: this row never went
+                    self.settle("", _untouched(row))
+                    continue
+                # Hammering a server that is down helps nobody: this row waits, the rest stay
+                # due, and none of them loses an attempt, however long the outage lasts.
+                log.warning("%s; %s waits and the send stopped", exc, row.idempotency_key)
+                self.relay_down = True
+                self.settle("deferred", _wait_for_relay(row, self.now, exc))
             except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused) as exc:
                 refusal = (
                     exc.recipients[0] if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) else exc
                 )
                 reply = f"{refusal.code} {refusal.message}"
                 if refusal.code >= 500:
-                    _record(row, status=OutboxStatus.failed, last_error=reply)
-                    counts["failed"] += 1
+                    self.settle("failed", _failed(row, reply))
                 else:
-                    counts[_retry_later(row, now, reply)] += 1
+                    outcome = _retry_later(row, self.now, reply)
+                    self.settle(
+                        "failed" if outcome["status"] == OutboxStatus.failed else "deferred",
+                        outcome,
+                    )
             except (aiosmtplib.SMTPNotSupported, ValueError) as exc:
-                _record(row, status=OutboxStatus.failed, last_error=f"cannot send: {exc}")
-                counts["failed"] += 1
+                self.settle("failed", _failed(row, f"cannot send: {exc}"))
             else:
-                # Marked after the server accepted it: a crash in between sends it again, with
-                # the same Message-ID, which is better than losing it.
-                _record(
-                    row,
-                    status=OutboxStatus.sent,
-                    sent_at=utcnow(),
-                    last_error="",
-                    context=without_links(row.context),
-                )
-                counts["sent"] += 1
+                self.settle("sent", _sent(row))
+
+
+async def _send_batch(
+    rows: list[OutboxEmail], stamp: datetime, now: datetime, pool: Pool, counts: dict[str, int]
+) -> _Batch:
+    decided = await asyncio.to_thread(_judge, rows, now)
+    batch = _Batch(now, stamp, deque(), counts)
+    for row, verdict in zip(rows, decided, strict=True):
+        settled = _by_verdict(row, verdict)
+        if settled is None:
+            batch.waiting.append((row, verdict))
+        else:
+            batch.settle(*settled)
+    try:
+        wanted = math.ceil(len(batch.waiting) / EMAILS_PER_CONNECTION)
+        await asyncio.gather(*(batch.work(c) for c in pool.connections(wanted)))
     finally:
-        await relay.close()
+        # Whatever stopped the batch (the relay, a stale claim, a cancelled run), the rows it
+        # never got to go back as they were, and what it did is recorded.
+        batch.outcomes.extend(_untouched(row) for row, _ in batch.waiting)
+        await asyncio.shield(asyncio.to_thread(_settle, batch.outcomes, stamp))
+    return batch
+
+
+async def send_due(
+    *, limit: int | None = None, now: datetime | None = None, only: list[int] | None = None
+) -> dict[str, int]:
+    """Send the outbox rows that are due (or just those in `only`), at most `limit` of them
+    (settings.outbox_batch_limit by default), each claimed first so no two senders send one row.
+    Returns how many were sent, deferred, failed and skipped."""
+    now = now or utcnow()
+    limit = settings.outbox_batch_limit if limit is None else limit
+    counts = {"sent": 0, "deferred": 0, "failed": 0, "skipped": 0}
+    await asyncio.to_thread(_release_stale_claims)
+    pool = Pool()
+    tried: set[int] = set()
+    try:
+        while (done := sum(counts.values())) < limit:
+            rows, stamp = await asyncio.to_thread(
+                _claim, now, min(CLAIM_SIZE, limit - done), only, tried
+            )
+            if not rows:
+                break
+            batch = await _send_batch(rows, stamp, now, pool, counts)
+            tried.update(
+                o["id"]
+                for o in batch.outcomes
+                if o["status"] == OutboxStatus.queued and "attempts" in o
+            )
+            if batch.relay_down or batch.stale:
+                break
+    finally:
+        await pool.close()
+    return counts
+
+
+# --- how far a big send has got --------------------------------------------------------------
+
+
+def outbox_progress(*, session: Session, key_prefix: str) -> dict[str, int]:
+    """How many emails whose idempotency key starts with `key_prefix` (e.g. "policy:7:") are
+    queued (due now), held (queued for later: a contact window, a weekly limit, a retry, a relay
+    outage), sending, sent, failed and skipped.
+
+    One query over the unique key index: the prefix is matched literally, its % and _ escaped.
+    """
+    if not key_prefix:
+        raise ValueError("key_prefix must not be empty: it would count the whole outbox")
+    pattern = re.sub(r"([\\%_])", r"\\\1", key_prefix) + "%"
+    now = utcnow()
+    waiting = sa.and_(
+        col(OutboxEmail.status) == OutboxStatus.queued, col(OutboxEmail.next_attempt_at) > now
+    )
+    state = sa.case((waiting, "held"), else_=col(OutboxEmail.status))
+    counts = dict.fromkeys(("queued", "held", "sending", "sent", "failed", "skipped"), 0)
+    for name, n in session.exec(
+        select(state, func.count())
+        .where(col(OutboxEmail.idempotency_key).like(pattern, escape="\\"))
+        .group_by(state)
+    ):
+        counts[str(name)] = int(n)
     return counts
 
 

@@ -21,8 +21,9 @@ from improve.cli import app
 from improve.settings import settings
 from models import OutboxEmail, OutboxStatus
 from models.db import utcnow
+from tasks import outbox
 from tasks.mail import SEALED, queue_email
-from tasks.outbox import RELAY_WAIT, STALE_CLAIM, send_due
+from tasks.outbox import RELAY_WAIT, STALE_CLAIM, outbox_progress, send_due
 from tests.smtpd import RecordingHandler, SmtpServer, free_port
 from tests.tasks.test_mail import APPROVAL
 
@@ -293,13 +294,17 @@ async def test_a_relay_that_will_not_take_mail_uses_no_attempt_however_it_fails(
     )
 
 
-async def test_two_senders_at_once_send_each_email_once(session: Session, smtp: SmtpServer) -> None:
-    rows = queue(session, 20)
+async def test_two_senders_at_once_send_each_email_once(
+    session: Session, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Claims of five, so that a hundred rows are many claims and the two senders take turns.
+    monkeypatch.setattr(outbox, "CLAIM_SIZE", 5)
+    rows = queue(session, 100)
 
     results = await asyncio.gather(send_due(), send_due())
 
-    assert all(r["sent"] > 0 for r in results), "both senders took part"
-    assert sum(r["sent"] for r in results) == 20
+    assert all(r["sent"] > 0 for r in results), f"both senders took part: {results}"
+    assert sum(r["sent"] for r in results) == 100
     assert Counter(r.message_id for r in smtp.received) == Counter(r.message_id for r in rows)
 
 
@@ -405,9 +410,7 @@ class CountingHandler(RecordingHandler):
     ) -> str:
         if self.refuse_rcpt:
             return self.refuse_rcpt.pop(0)
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(options)
-        return "250 OK"
+        return await super().handle_RCPT(server, session, envelope, address, options)
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
         self.datas += 1
@@ -673,3 +676,125 @@ async def test_resend_all_failed_queues_the_failed_and_leaves_skipped_and_sent_a
     assert sorted(r.message_id for r in smtp.received) == sorted(
         [first.message_id, second.message_id]
     )
+
+
+# --- batches over the pool -------------------------------------------------------------------
+
+
+async def test_a_big_batch_goes_over_the_pool_and_records_each_answer_right(
+    session: Session, relay: tuple[SmtpServer, CountingHandler]
+) -> None:
+    server, handler = relay
+    rows = queue(session, 120)
+    full, unknown = rows[7], rows[63]
+    server.refuse_recipient(full.recipient, "452 4.2.2 Mailbox full")
+    server.refuse_recipient(unknown.recipient, "550 5.1.1 No such user here")
+
+    assert await send_due() == outcome(sent=118, deferred=1, failed=1)
+
+    assert handler.sessions == settings.smtp_pool_size  # a batch this big uses every connection
+    good = [r for r in rows if r.id not in (full.id, unknown.id)]
+    assert Counter(r.message_id for r in server.received) == Counter(r.message_id for r in good)
+    full, unknown = reload(session, full), reload(session, unknown)
+    assert (full.status, full.attempts, full.last_error) == (
+        OutboxStatus.queued,
+        1,
+        "452 4.2.2 Mailbox full",
+    )
+    assert (unknown.status, unknown.attempts, unknown.last_error) == (
+        OutboxStatus.failed,
+        1,
+        "550 5.1.1 No such user here",
+    )
+    assert all(reload(session, r).status == OutboxStatus.sent for r in good)
+    session.expire_all()
+    claimed = session.exec(select(OutboxEmail).where(OutboxEmail.claimed_at != None)).all()  # noqa: E711
+    assert claimed == []  # every claim settled
+
+    server.accept_recipient(full.recipient)
+    assert await send_due() == outcome(sent=1)  # the 4xx retried; the 5xx left failed
+
+
+async def test_a_claim_takes_no_more_rows_than_its_size(
+    session: Session, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a plain IN (subquery ... LIMIT), PostgreSQL once claimed every due row at once.
+    monkeypatch.setattr(outbox, "CLAIM_SIZE", 5)
+    queue(session, 30)
+    claims: list[int] = []
+    claim = outbox._claim
+
+    def counted(*args: Any) -> Any:
+        rows, stamp = claim(*args)
+        claims.append(len(rows))
+        return rows, stamp
+
+    monkeypatch.setattr(outbox, "_claim", counted)
+
+    assert await send_due() == outcome(sent=30)
+    assert claims == [5, 5, 5, 5, 5, 5, 0]
+
+
+async def test_a_send_stops_at_its_limit_and_the_next_sends_the_rest(
+    session: Session, smtp: SmtpServer
+) -> None:
+    rows = queue(session, 250)
+
+    assert await send_due(limit=150) == outcome(sent=150)
+    assert await send_due(limit=150) == outcome(sent=100)
+    assert Counter(r.message_id for r in smtp.received) == Counter(r.message_id for r in rows)
+
+
+async def test_the_prefect_task_sends_at_most_the_batch_limit_a_run(
+    session: Session, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "outbox_batch_limit", 3)
+    queue(session, 5)
+
+    assert await send_outbox.fn() == outcome(sent=3)
+    assert await send_outbox.fn() == outcome(sent=2)
+
+
+# --- progress of a big send ------------------------------------------------------------------
+
+
+async def test_progress_counts_the_rows_of_one_send_by_state(
+    session: Session, smtp: SmtpServer
+) -> None:
+    rows = queue(session, 6, prefix="policy:7:")
+    queue(session, 2, prefix="policy:70:")  # another version: a prefix is matched as given
+    queue(session, 1, prefix="policy_7_")  # _ is no wildcard
+    smtp.refuse_recipient(rows[1].recipient, "550 5.1.1 No such user here")
+    smtp.refuse_recipient(rows[2].recipient, "451 4.3.0 Try again later")
+    states = {rows[3].id: OutboxStatus.skipped, rows[4].id: OutboxStatus.sending}
+    for row_id, status in states.items():
+        session.exec(
+            update(OutboxEmail)
+            .where(OutboxEmail.id == row_id)  # type: ignore[arg-type]
+            .values(status=status, claimed_at=utcnow())
+        )
+    session.commit()
+    assert outbox_progress(session=session, key_prefix="policy:7:") == {
+        "queued": 4, "held": 0, "sending": 1, "sent": 0, "failed": 0, "skipped": 1,
+    }  # fmt: skip
+
+    await send_due(only=[rows[0].id, rows[1].id, rows[2].id], now=utcnow())
+    session.exec(
+        update(OutboxEmail)
+        .where(OutboxEmail.id == rows[2].id)  # type: ignore[arg-type]
+        .values(next_attempt_at=utcnow() + timedelta(minutes=5))  # its backoff
+    )
+    session.commit()
+
+    assert outbox_progress(session=session, key_prefix="policy:7:") == {
+        "queued": 1, "held": 1, "sending": 1, "sent": 1, "failed": 1, "skipped": 1,
+    }  # fmt: skip
+    assert outbox_progress(session=session, key_prefix="policy:7") == {
+        "queued": 3, "held": 1, "sending": 1, "sent": 1, "failed": 1, "skipped": 1,
+    }  # fmt: skip
+    assert sum(outbox_progress(session=session, key_prefix="policy:8:").values()) == 0
+
+
+def test_progress_of_everything_is_refused(session: Session) -> None:
+    with pytest.raises(ValueError, match="key_prefix must not be empty"):
+        outbox_progress(session=session, key_prefix="")
