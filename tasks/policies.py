@@ -1,7 +1,6 @@
 """The policy library: policies, what they touch, publishing a version and the notices it sends."""
 
 import re
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -17,7 +16,6 @@ from models import (
     Improvement,
     ImprovementPolicy,
     OutboxEmail,
-    OutboxStatus,
     Partner,
     Policy,
     PolicyProcess,
@@ -29,6 +27,7 @@ from models.db import utcnow
 from models.improvement import WHITESPACE
 from tasks.consent import queue_customer_emails
 from tasks.mail import queue_email
+from tasks.outbox import outbox_progress
 
 CUSTOMER_TEMPLATE = "policy_notice"
 PARTNER_TEMPLATE = "partner_policy_notice"
@@ -376,25 +375,11 @@ def queue_notices(*, session: Session, version_id: int) -> dict[str, int]:
     return {"customers": len(customers), "partners": len(partners), "queued": queued}
 
 
-PROGRESS = ("queued", "held", "sending", "sent", "failed", "skipped")
-
-
 def notice_progress(*, session: Session, version_id: int) -> dict[str, int]:
-    """How a version's notices stand: queued (due now), held (waiting for a contact window, a
-    weekly limit or the relay), sending, sent, failed, skipped; and their total."""
-    now = utcnow()
-    held = (col(OutboxEmail.status) == OutboxStatus.queued) & (
-        col(OutboxEmail.next_attempt_at) > now
-    )
-    rows = session.exec(
-        select(OutboxEmail.status, held, func.count())
-        .where(col(OutboxEmail.idempotency_key).startswith(notice_prefix(version_id)))
-        .group_by(col(OutboxEmail.status), held)
-    ).all()
-    counts: Counter[str] = Counter({name: 0 for name in PROGRESS})
-    for status, is_held, n in rows:
-        counts["held" if is_held else str(status)] += n
-    return {**{name: counts[name] for name in PROGRESS}, "total": sum(counts.values())}
+    """How a version's notices stand (tasks/outbox.py outbox_progress: queued, held, sending,
+    sent, failed, skipped), and their total."""
+    counts = outbox_progress(session=session, key_prefix=notice_prefix(version_id))
+    return {**counts, "total": sum(counts.values())}
 
 
 # --- reading ---------------------------------------------------------------------------------
