@@ -18,6 +18,7 @@ from tasks.charts import Chart, bars, forecast_against_actual
 from tasks.estimates import COLUMNS, MEASURE_NAMES, comparison_by_category, figure
 from tasks.lifecycle import completion_times
 from tasks.mail import INLINE_IMAGES, queue_email
+from tasks.participation import participation_summary
 from tasks.stakeholders import unsubscribe_url
 
 MONTHS = 12
@@ -93,6 +94,8 @@ class Report:
     categories: list[dict[str, Any]] = field(default_factory=list)
     # {"category", "label", "kg_co2e": {forecast, actual, variance, variance_percent}, "saving"}
     forecast: list[dict[str, Any]] = field(default_factory=list)
+    # Who took part in each initiative (tasks/participation.py participation_summary)
+    participation: list[dict[str, Any]] = field(default_factory=list)
 
     def charts(self) -> list[Chart]:
         """The report's charts, in the order the page and the email show them."""
@@ -221,6 +224,7 @@ def impact_report(*, session: Session, until: datetime) -> Report:
         months=months,
         categories=categories,
         forecast=forecast,
+        participation=participation_summary(session=session),
     )
 
 

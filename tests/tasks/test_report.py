@@ -10,13 +10,22 @@ import pytest
 from sqlmodel import Session, select
 
 from improve.errors import InvalidInput, LinkRefused
-from models import Category, OutboxEmail, OutboxStatus, Stakeholder, Status
+from models import (
+    Category,
+    Invitation,
+    InvitationStatus,
+    OutboxEmail,
+    OutboxStatus,
+    Stakeholder,
+    Status,
+)
 from tasks.charts import PNG_SIGNATURE
 from tasks.mail import build_message
 from tasks.outbox import send_due
+from tasks.participation import create_initiative, invite
 from tasks.report import impact_report, queue_reports, week_named
 from tasks.stakeholders import unsubscribe, unsubscribe_url
-from tests.factories import make_colleague, make_improvement
+from tests.factories import make_colleague, make_improvement, make_partner
 from tests.smtpd import SmtpServer
 from tests.tasks.awareness_helpers import completed
 
@@ -170,6 +179,39 @@ async def test_each_subscribed_stakeholder_gets_the_report_once_a_week_with_char
     assert "Energy: forecast 1,090 kg CO2e, actual 1,300 kg CO2e; forecast £560, actual £450" in (
         email.text
     )
+
+
+def test_the_report_says_who_took_part_in_each_initiative(session: Session) -> None:
+    owner = make_colleague(session, "Priya Owner")
+    assert owner.id is not None
+    initiative = create_initiative(
+        session=session, title="Consolidated deliveries", owner_id=owner.id
+    )
+    partners = [make_partner(session, f"Carrier {n}") for n in range(3)]
+    assert initiative.id is not None
+    invite(
+        session=session, initiative_id=initiative.id, partner_ids=[p.id for p in partners if p.id]
+    )
+    answered = session.exec(select(Invitation)).all()
+    answered[0].status, answered[1].status = InvitationStatus.accepted, InvitationStatus.declined
+    session.add_all(answered[:2])
+    session.commit()
+
+    report = impact_report(session=session, until=datetime.now(UTC))
+
+    [took_part] = report.participation
+    assert (took_part["title"], took_part["invited"], took_part["accepted"]) == (
+        "Consolidated deliveries",
+        3,
+        1,
+    )
+    assert (took_part["declined"], took_part["waiting"]) == (1, 1)
+    session.add(Stakeholder(name="Council", email="council@example.org"))
+    session.commit()
+    queue_reports(session=session, period="2026-W24")
+    [row] = session.exec(select(OutboxEmail).where(OutboxEmail.template == "impact_report")).all()
+    text = build_message(row, None).get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Consolidated deliveries: 3 invited, 1 took part, 1 declined, 1 not answered yet" in text
 
 
 def test_a_bad_period_is_refused_by_name_and_queues_nothing(session: Session) -> None:
