@@ -179,6 +179,13 @@ async def emit_completed(improvement_id: int) -> None:
     events.emit(events.COMPLETED, improvement_id=improvement_id)
 
 
+@step
+async def is_completed(improvement_id: int) -> bool:
+    """Whether the improvement is completed: only then is there anything to announce."""
+    improvement = _improvement(improvement_id)
+    return improvement is not None and improvement.status == Status.completed
+
+
 @side_effect
 async def announce_completion(improvement_id: int) -> dict[str, int]:
     """Queue the completion notices: customers who agreed to hear, partners, the submitter."""

@@ -39,3 +39,17 @@ async def test_announcing_twice_tells_everyone_once(session: Session, smtp: Smtp
     assert artifact is not None and artifact.type == "markdown"
     assert "Paperless statements" in artifact.data
     assert "| Annual saving (£) | 4,000 | 3,500 |" in artifact.data
+
+
+async def test_an_event_for_an_improvement_not_completed_announces_nothing_and_fails_nothing(
+    session: Session, smtp: SmtpServer
+) -> None:
+    """As after an outage, when a Prefect client sends again an event the lost server never
+    confirmed: the run ends well, and nobody is told anything."""
+    submitter = make_colleague(session, "Sam Submitter")
+    improvement = make_improvement(session, submitter, status=Status.in_progress)
+
+    told = await announce_impact(improvement.id, return_state=True)
+
+    assert told.is_completed() and await told.result() == {"announced": 0}
+    assert smtp.received == []
