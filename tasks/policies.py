@@ -70,6 +70,9 @@ def _owner(session: Session, email: str | None, errors: dict[str, str]) -> int |
     if not (email or "").strip():
         return None
     assert email is not None
+    if "\x00" in email:  # names nobody, and PostgreSQL refuses it in a query
+        errors["owner_email"] = "must not contain NUL characters"
+        return None
     found = session.exec(
         select(Colleague).where(func.lower(Colleague.email) == email.strip().lower())
     ).first()
@@ -81,6 +84,9 @@ def _owner(session: Session, email: str | None, errors: dict[str, str]) -> int |
 
 def _processes(session: Session, names: Iterable[str], errors: dict[str, str]) -> list[int]:
     wanted = [name.strip() for name in names if name.strip()]
+    if any("\x00" in name for name in wanted):  # names nothing; PostgreSQL refuses it in a query
+        errors["processes"] = "must not contain NUL characters"
+        return []
     found = {
         p.name: p.id
         for p in session.exec(

@@ -236,3 +236,18 @@ def test_ten_thousand_subscribers_are_queued_in_bulk(session: Session) -> None:
     assert queue_notices(session=session, version_id=published.id)["queued"] == 0
     statuses = set(session.exec(select(OutboxEmail.status)).all())
     assert statuses == {OutboxStatus.queued}
+
+
+def test_a_nul_in_a_process_or_owner_is_named_not_looked_up(session: Session) -> None:
+    """PostgreSQL refuses a NUL in a query: the domain names the field instead of failing."""
+    with pytest.raises(InvalidInput) as refused:
+        add_policy(
+            session=session,
+            title="Paperless by default",
+            processes=["bill\x00ing"],
+            owner_email="a\x00@example.org",
+        )
+    assert refused.value.errors == {
+        "processes": "must not contain NUL characters",
+        "owner_email": "must not contain NUL characters",
+    }
