@@ -192,7 +192,17 @@ async def test_from_submission_to_measured_result(
     assert not any(m.message["List-Unsubscribe"] for m in mail_to(smtp, alex.email))
     # Wyn's two notices wait for her window, using no attempt; opened now, the sweep sends them.
     assert mail_to(smtp, wyn.email) == []
-    held = outbox_to(session, wyn.email)
+    # A sender judges a batch of rows at once: a row is "sending" until its batch is recorded.
+    held = await eventually(
+        lambda: (
+            rows
+            if len(rows := outbox_to(session, wyn.email)) == 2
+            and all(r.status != OutboxStatus.sending for r in rows)
+            else None
+        ),
+        "Wyn's two notices to be judged",
+        lambda: str([(r.status, r.last_error) for r in outbox_to(session, wyn.email)]),
+    )
     assert [(r.status, r.attempts) for r in held] == [(OutboxStatus.queued, 0)] * 2
     assert all("held until" in r.last_error for r in held), [r.last_error for r in held]
     said = CliRunner().invoke(app, ["customer", "set", wyn.email, "--window", "any"])
