@@ -17,6 +17,7 @@ from models.case import (
 from models.factors import PER_YEAR, ActivityLine, Basis, Factor, FactorSet, Per
 from models.idempotency import IdempotencyKey
 from models.improvement import (
+    CLOSED_STATUSES,
     Category,
     Channel,
     Estimates,
@@ -47,6 +48,7 @@ from models.records import RECORD_UNITS, Evidence, RecordKind, ServiceProcess, S
 from models.suggestions import Suggestion, SuggestionStatus
 
 __all__ = [
+    "CLOSED_STATUSES",
     "ImprovementPolicy",
     "Initiative",
     "Invitation",

@@ -58,6 +58,10 @@ class Status(StrEnum):
     cancelled = "cancelled"
 
 
+# Where an improvement's life ends: nothing moves it on from these.
+CLOSED_STATUSES = (Status.completed, Status.rejected, Status.cancelled)
+
+
 class Channel(StrEnum):
     """Through which door a change came in: recorded on every transition."""
 
@@ -177,7 +181,8 @@ class ImprovementCreate(ImprovementBase):
 # One open improvement per detected opportunity, held by the database: two reviews at once
 # cannot both raise it. Closed ones (completed, rejected, cancelled) may share the key.
 _OPEN_OPPORTUNITY = sa.text(
-    "opportunity IS NOT NULL AND status NOT IN ('completed', 'rejected', 'cancelled')"
+    "opportunity IS NOT NULL AND status NOT IN "
+    f"({', '.join(repr(s.value) for s in CLOSED_STATUSES)})"
 )
 
 

@@ -25,6 +25,7 @@ from improve.errors import ImproveError
 from improve.formatting import quantity
 from improve.settings import settings
 from models import (
+    CLOSED_STATUSES,
     Basis,
     Category,
     Channel,
@@ -47,8 +48,6 @@ from tasks.estimates import ActivityIn, set_activity
 from tasks.lifecycle import record_creation
 
 REVIEWER = "service-review"  # the actor the history names for what the review raised
-# An improvement in any other state still stands for its opportunity: nothing new is raised.
-CLOSED = (Status.completed, Status.rejected, Status.cancelled)
 SINGLE_USE = ("single-use", "single use", "single_use")  # packaging_used's detail, lower-cased
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 OPPORTUNITY_MAX = 120  # Improvement.opportunity's length
@@ -626,7 +625,10 @@ def answered_by(*, session: Session, opportunity: str, since: datetime) -> Impro
         select(Improvement)
         .where(
             Improvement.opportunity == opportunity,
-            or_(col(Improvement.status).not_in(CLOSED), col(Improvement.updated_at) >= since),
+            or_(
+                col(Improvement.status).not_in(CLOSED_STATUSES),
+                col(Improvement.updated_at) >= since,
+            ),
         )
         .order_by(col(Improvement.id).desc())
     ).first()

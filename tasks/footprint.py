@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from improve.errors import InvalidInput
 from models import (
+    CLOSED_STATUSES,
     RECORD_UNITS,
     Factor,
     FactorSet,
@@ -47,8 +48,6 @@ NOT_CONVERTED: dict[RecordKind, str] = {
     RecordKind.site_visit: "counted, not converted: the travel to a visit is in the vehicle "
     "trips, so converting the visits as well would count it twice",
 }
-# Improvements still under way (or not yet decided): neither done nor turned down.
-CLOSED = (Status.completed, Status.rejected, Status.cancelled)
 
 
 def is_car(detail: str) -> bool:
@@ -252,7 +251,7 @@ def improvement_counts(*, session: Session) -> dict[int, dict[str, int]]:
     for partner_id, status, count in rows:
         if status == Status.completed:
             counts[partner_id]["completed"] += count
-        elif status not in CLOSED:
+        elif status not in CLOSED_STATUSES:
             counts[partner_id]["open"] += count
     return dict(counts)
 
