@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from improve.errors import ImproveError, InvalidInput, NotFound
@@ -310,10 +311,8 @@ def factor_sets(*, session: Session) -> list[tuple[FactorSet, list[Factor], int]
             .where(Factor.factor_set_id == factor_set.id)
             .order_by(col(Factor.activity))
         ).all()
-        used = len(
-            session.exec(
-                select(ActivityLine.id).where(ActivityLine.factor_set_id == factor_set.id)
-            ).all()
-        )
+        used = session.exec(
+            select(func.count()).where(ActivityLine.factor_set_id == factor_set.id)
+        ).one()
         result.append((factor_set, list(factors), used))
     return result
