@@ -12,13 +12,14 @@ from flows.steps import (
     queue_stakeholder_reports,
     send_outbox,
 )
+from improve.settings import settings
 from models.db import utcnow
-from tasks.report import week_of, zone
+from tasks.report import week_of
 
 
 def last_week_ending() -> date:
     """The Sunday of the last whole ISO week, in the organisation's time zone."""
-    today = utcnow().astimezone(zone()).date()
+    today = utcnow().astimezone(settings.zone).date()
     return today - timedelta(days=today.isoweekday())
 
 

@@ -251,6 +251,11 @@ class Settings(BaseSettings):
         return self.environment == "production"
 
     @property
+    def zone(self) -> ZoneInfo:
+        """The organisation's time zone (`timezone`): its days, hours and contact windows."""
+        return ZoneInfo(self.timezone)
+
+    @property
     def oidc_configured(self) -> bool:
         return bool(self.oidc_issuer and self.oidc_client_id)
 

@@ -5,7 +5,6 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import NamedTuple
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
@@ -38,10 +37,6 @@ class Verdict(NamedTuple):
     ask_again: bool = False
 
 
-def _zone() -> ZoneInfo:
-    return ZoneInfo(settings.timezone)
-
-
 def _bounds(customer: Customer) -> tuple[time, time] | None:
     """The window as (opens, closes) local times, or None when any time will do.
 
@@ -72,7 +67,7 @@ def window_opens(customer: Customer, at: datetime) -> datetime:
     if bounds is None:
         return at
     opens, closes = bounds
-    local = at.astimezone(_zone())
+    local = at.astimezone(settings.zone)
     now = local.time().replace(tzinfo=None)
     is_open = opens <= now < closes if opens < closes else (now >= opens or now < closes)
     if is_open:
@@ -81,7 +76,7 @@ def window_opens(customer: Customer, at: datetime) -> datetime:
     # clock change landing on the boundary). A start inside a spring-forward gap is read with the
     # offset before the change, which puts it just after the gap.
     for days in range(3):
-        start = datetime.combine(local.date() + timedelta(days=days), opens, tzinfo=_zone())
+        start = datetime.combine(local.date() + timedelta(days=days), opens, tzinfo=settings.zone)
         if start.astimezone(UTC) > at:
             return start.astimezone(UTC)
     raise AssertionError("a daily window opens within two days")  # pragma: no cover
@@ -125,7 +120,7 @@ def _sent_in_week(
 
 
 def _local(moment: datetime) -> str:
-    return f"{moment.astimezone(_zone()):%Y-%m-%d %H:%M %Z}"
+    return f"{moment.astimezone(settings.zone):%Y-%m-%d %H:%M %Z}"
 
 
 def held_until(

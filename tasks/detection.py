@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy import Integer, and_, case, cast, func, or_
@@ -74,7 +73,7 @@ class Window:
     def query(self, kind: RecordKind, **filters: object) -> str:
         """The records page's query string for these records: its days are whole days in the
         organisation's time zone, both included (tasks.records)."""
-        local = ZoneInfo(settings.timezone)
+        local = settings.zone
         return urlencode(
             {
                 "kind": kind.value,
@@ -362,7 +361,7 @@ def out_of_hours_energy(*, session: Session, window: Window) -> list[Finding]:
         .where(window.where(RecordKind.meter_reading), col(ServiceRecord.site) != "")
         .group_by(col(ServiceRecord.site), hour)
     ).all()
-    zone = ZoneInfo(settings.timezone)
+    zone = settings.zone
     sites: dict[str, list[float]] = {}  # site → [kWh in hours, kWh out of hours, records, process]
     for site, hours_since, kwh, count, process_id in rows:
         local = (EPOCH + timedelta(hours=int(hours_since))).astimezone(zone)

@@ -20,7 +20,7 @@ from models import (
 )
 from tasks.impact import impact_lines
 from tasks.mail import queue_email
-from tasks.report import MEASURES, completed_between, measured, week_of, zone
+from tasks.report import MEASURES, completed_between, measured, week_of
 
 TEMPLATE = "colleague_digest"
 
@@ -49,8 +49,8 @@ class Digest:
             **asdict(self),
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
-            "first_day": self.start.astimezone(zone()).date().isoformat(),
-            "last_day": (self.end.astimezone(zone()).date() - timedelta(days=1)).isoformat(),
+            "first_day": self.start.astimezone(settings.zone).date().isoformat(),
+            "last_day": (self.end.astimezone(settings.zone).date() - timedelta(days=1)).isoformat(),
         }
 
 

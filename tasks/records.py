@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from pydantic import (
     BaseModel,
@@ -166,14 +165,10 @@ class ImportSummary:
     processes_created: list[str] = field(default_factory=list)
 
 
-def zone() -> ZoneInfo:
-    return ZoneInfo(settings.timezone)
-
-
 def as_utc(moment: datetime) -> datetime:
     """A naive time is the organisation's local time; any time comes back in UTC."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone())
+        moment = moment.replace(tzinfo=settings.zone)
     return moment.astimezone(UTC)
 
 

@@ -6,7 +6,6 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
@@ -29,18 +28,13 @@ CHARTED = {"kg_co2e": ("kg CO2e", "kg CO2e"), "saving": ("£", "Money")}
 _PERIOD = re.compile(r"(\d{4})-W(\d{2})")
 
 
-def zone() -> ZoneInfo:
-    """The organisation's time zone: weeks and months begin at its midnight."""
-    return ZoneInfo(settings.timezone)
-
-
 def week_of(day: date) -> tuple[str, datetime, datetime]:
     """The ISO week holding `day`: its name ("2026-W23") and its start and end, Monday midnight
     to the next Monday midnight in the organisation's time zone, as UTC instants."""
     year, week, weekday = day.isocalendar()
     monday = day - timedelta(days=weekday - 1)
-    start = datetime.combine(monday, time(0), zone()).astimezone(UTC)
-    end = datetime.combine(monday + timedelta(days=7), time(0), zone()).astimezone(UTC)
+    start = datetime.combine(monday, time(0), settings.zone).astimezone(UTC)
+    end = datetime.combine(monday + timedelta(days=7), time(0), settings.zone).astimezone(UTC)
     return f"{year}-W{week:02d}", start, end
 
 
@@ -73,7 +67,7 @@ def completed_between(
 
 def month_of(moment: datetime) -> date:
     """The first day of the month `moment` falls in, in the organisation's time zone."""
-    return moment.astimezone(zone()).date().replace(day=1)
+    return moment.astimezone(settings.zone).date().replace(day=1)
 
 
 def measured(improvement: Improvement, measure: str) -> float:
@@ -179,7 +173,7 @@ def impact_report(*, session: Session, until: datetime) -> Report:
     completed = completed_between(session=session, start=None, end=until)
     totals = {m: sum(measured(i, m) for i, _ in completed) for m in MEASURES}
 
-    last = (until - timedelta(microseconds=1)).astimezone(zone())
+    last = (until - timedelta(microseconds=1)).astimezone(settings.zone)
     months = []
     for back in range(MONTHS - 1, -1, -1):
         year, month = divmod(last.year * 12 + last.month - 1 - back, 12)
