@@ -35,6 +35,7 @@ from tests.e2e.helpers import (
     eventually,
     links,
     mail_to,
+    of_flow,
     run_sweep,
     snapshot,
     wait_for_mail,
@@ -344,8 +345,8 @@ async def test_a_lost_decision_event_is_recovered_by_the_sweep(
     assert detail["status"] == "in_progress"
     assert detail["approvals"][0]["status"] == ApprovalStatus.approved
     advanced = await wait_for_runs(improvement_id, started, "advance")
-    assert [r.name.split(" · ")[0] for r in advanced] == ["route", "advance"]
-    assert advanced[-1].parent_task_run_id is not None  # run by the sweep, as a subflow
+    # advanced by the sweep, as a subflow
+    assert any(r.parent_task_run_id is not None for r in of_flow(advanced, "advance"))
 
 
 async def test_the_same_event_twice_sends_no_second_email(
