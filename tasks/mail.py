@@ -2,12 +2,14 @@
 (tasks/outbox.py sends it)."""
 
 import base64
+import functools
 import hashlib
 import logging
 import re
 from collections.abc import Sequence
+from email import message_from_bytes, policy
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,6 +22,7 @@ from improve.formatting import FILTERS, payback_months
 from improve.settings import settings
 from models import ContactFormat, Customer, OutboxEmail
 from models.db import utcnow
+from tasks import mime
 from tasks.links import seal, suggest_url, unseal
 
 log = logging.getLogger(__name__)
@@ -127,9 +130,16 @@ def outbox_values(
     }
 
 
-def without_links(context: dict[str, Any] | None) -> dict[str, Any]:
-    """What an outbox row keeps once sent: its links lived only in the email."""
-    return {name: value for name, value in (context or {}).items() if name != SEALED}
+# What an outbox row's context forgets once the email is sent: its links lived only in the
+# email, and its images (a report's charts, ~100 kB) are in the email too.
+SENT_FORGETS = frozenset({SEALED, INLINE_IMAGES})
+
+
+def once_sent(context: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What an outbox row keeps of its context once sent, or None when it keeps all of it."""
+    if not SENT_FORGETS & set(context or {}):
+        return None
+    return {name: value for name, value in (context or {}).items() if name not in SENT_FORGETS}
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -157,6 +167,8 @@ _env = Environment(
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    # Templates ship with the code: no stat of each file per email to see whether it changed.
+    auto_reload=False,
 )
 _env.filters.update(FILTERS, paragraphs=paragraphs)
 _env.globals["payback_months"] = payback_months
@@ -305,20 +317,22 @@ class MissingUnsubscribe(ValueError):
     """A non-essential email that offers an unsubscribe header but not the link in its body."""
 
 
-def build_message(row: OutboxEmail, reader: Reader | None = None) -> EmailMessage:
-    """The email for an outbox row as its reader reads it (see `reader_for`): in their language,
-    multipart/alternative, or plain text alone for those who ask."""
+def encode_message(row: OutboxEmail, reader: Reader | None = None) -> bytes:
+    """The email for an outbox row as its reader reads it (see `reader_for`), as the bytes the
+    outbox sends: in their language, multipart/alternative, or plain text alone if they ask."""
     reader = reader or Reader()
     context = context_of(row)
     rendered = render(row.template, context, reader.language)
-    message = EmailMessage()
-    message["From"] = one_line(settings.mail_from)
-    message["To"] = recipient_address(row.recipient)
-    message["Subject"] = rendered.subject
-    message["Date"] = format_datetime(utcnow())
-    message["Message-ID"] = one_line(row.message_id)
-    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: out-of-office replies stay quiet
-    message["X-Improve-Key"] = one_line(row.idempotency_key)
+    headers = [
+        mime.header("From", sender_header()),
+        mime.header("To", recipient_address(row.recipient), verbatim=True),
+        mime.header("Subject", rendered.subject),
+        mime.header("Date", format_datetime(utcnow())),
+        mime.header("Message-ID", one_line(row.message_id), verbatim=True),
+        # RFC 3834: out-of-office replies stay quiet.
+        mime.header("Auto-Submitted", "auto-generated"),
+        mime.header("X-Improve-Key", one_line(row.idempotency_key)),
+    ]
     unsubscribe = _unsubscribe_url(row.template, context)
     if unsubscribe:
         # Every template, including one added later: a reader whose mail client shows no header
@@ -330,27 +344,46 @@ def build_message(row: OutboxEmail, reader: Reader | None = None) -> EmailMessag
                 f"{row.template} offers an unsubscribe header but its body has no unsubscribe "
                 "link: extend _customer.html / _customer.txt, whose footer carries it"
             )
-        message["List-Unsubscribe"] = f"<{unsubscribe}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.set_content(rendered.text)
-    if not reader.text_only:
-        message.add_alternative(rendered.html, subtype="html")
-        _attach_inline_images(message, context.get(INLINE_IMAGES) or {})
+        headers.append(mime.header("List-Unsubscribe", f"<{unsubscribe}>", verbatim=True))
+        headers.append(mime.header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    text = mime.text_part("plain", rendered.text)
+    if reader.text_only:
+        return mime.message(headers, text)
+    html = mime.text_part("html", rendered.html)
+    if images := context.get(INLINE_IMAGES):
+        # The HTML part becomes multipart/related, each image after it under its Content-ID.
+        html = mime.multipart(
+            "related",
+            [
+                html,
+                *(
+                    mime.image_part(
+                        base64.b64decode(data),
+                        one_line(cid),
+                        f"{one_line(cid).split('@', 1)[0]}.png",
+                    )
+                    for cid, data in images.items()
+                ),
+            ],
+        )
+    return mime.message(headers, mime.multipart("alternative", [text, html]))
+
+
+def build_message(row: OutboxEmail, reader: Reader | None = None) -> EmailMessage:
+    """The email `encode_message` writes, read back as a message (to show or check it)."""
+    # Read as a mail client reads it: lines end in "\n" once off the wire.
+    wire = encode_message(row, reader)
+    message = message_from_bytes(wire.replace(b"\r\n", b"\n"), policy=policy.default)
+    assert isinstance(message, EmailMessage)
     return message
 
 
-def _attach_inline_images(message: EmailMessage, images: dict[str, str]) -> None:
-    """Make the HTML part multipart/related with each image after it, under its Content-ID."""
-    if not images:
-        return
-    html = next(part for part in message.iter_parts() if part.get_content_type() == "text/html")
-    assert isinstance(html, EmailMessage)
-    for cid, data in images.items():
-        html.add_related(
-            base64.b64decode(data),
-            maintype="image",
-            subtype="png",
-            cid=f"<{one_line(cid)}>",
-            disposition="inline",
-            filename=f"{one_line(cid).split('@', 1)[0]}.png",
-        )
+def sender_header() -> str:
+    """settings.mail_from as a From header: a display name beyond ASCII as encoded words."""
+    return _address_header(settings.mail_from)
+
+
+@functools.lru_cache(maxsize=8)
+def _address_header(value: str) -> str:
+    name, address = parseaddr(one_line(value))
+    return formataddr((name, address), charset="utf-8")

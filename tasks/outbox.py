@@ -21,7 +21,7 @@ from improve.settings import settings
 from models import OutboxEmail, OutboxStatus
 from models.db import get_engine, utcnow
 from tasks.contact import Verdict, verdicts
-from tasks.mail import build_message, recipient_address, without_links
+from tasks.mail import encode_message, once_sent, recipient_address
 from tasks.smtp_pool import Connection, Pool, RelayUnavailable
 
 log = logging.getLogger(__name__)
@@ -153,13 +153,10 @@ def _attempted(row: OutboxEmail, **values: Any) -> dict[str, Any]:
 def _sent(row: OutboxEmail) -> dict[str, Any]:
     # Marked after the server accepted it: a crash in between sends it again, with the same
     # Message-ID, which is better than losing it.
-    return _attempted(
-        row,
-        status=OutboxStatus.sent,
-        sent_at=utcnow(),
-        last_error="",
-        context=without_links(row.context),
-    )
+    sent = _attempted(row, status=OutboxStatus.sent, sent_at=utcnow(), last_error="")
+    if (kept := once_sent(row.context)) is not None:
+        sent["context"] = kept
+    return sent
 
 
 def _failed(row: OutboxEmail, error: str) -> dict[str, Any]:
@@ -247,7 +244,7 @@ class _Batch:
             row, decided = self.waiting.popleft()
             try:
                 # Rendering (Jinja2, CSS inlining) in a thread: the other connections keep sending.
-                message = await asyncio.to_thread(build_message, row, decided.reader)
+                message = await asyncio.to_thread(encode_message, row, decided.reader)
             except Exception as exc:  # a broken template or address: retrying cannot mend it
                 self.settle("failed", _failed(row, f"cannot build: {exc!r}"))
                 continue

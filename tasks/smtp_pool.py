@@ -1,7 +1,6 @@
 """SMTP connections for the outbox: each reused for many emails, opened again when the server
 dropped it, and a small pool of them so a big batch goes out over several at once."""
 
-from email.message import EmailMessage
 from email.utils import parseaddr
 
 import aiosmtplib
@@ -46,18 +45,21 @@ class Connection:
             raise RelayUnavailable(f"cannot connect to {_where()}: {said}") from exc
         return smtp
 
-    async def send(self, message: EmailMessage, recipient: str) -> None:
-        """Send one email; RelayUnavailable when the fault is the server's, not the email's."""
+    async def send(self, message: bytes, recipient: str) -> None:
+        """Send one email (tasks/mail.encode_message); RelayUnavailable when the fault is the
+        server's, not the email's."""
+        # An address beyond ASCII travels as UTF-8, which the server must agree to (RFC 6531).
+        utf8 = ["SMTPUTF8"] if not (self.sender + recipient).isascii() else []
         if self.smtp is None or not self.smtp.is_connected:
             self.smtp = await self._open()
         try:
-            await self.smtp.send_message(message, sender=self.sender, recipients=[recipient])
+            await self.smtp.sendmail(self.sender, [recipient], message, mail_options=utf8)
         except aiosmtplib.SMTPServerDisconnected:
             # Relays close idle or long-lived connections; one fresh try tells that apart from
             # a server that is down.
             self.smtp = await self._open()
             try:
-                await self.smtp.send_message(message, sender=self.sender, recipients=[recipient])
+                await self.smtp.sendmail(self.sender, [recipient], message, mail_options=utf8)
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
                 raise RelayUnavailable(f"{_where()} dropped the connection: {exc}") from exc
         except aiosmtplib.SMTPTimeoutError as exc:

@@ -22,6 +22,8 @@ class Received:
     sender: str
     recipients: list[str]
     message: EmailMessage
+    options: list[str] = field(default_factory=list)  # MAIL FROM's, e.g. SMTPUTF8
+    wire: bytes = b""  # the message as it came
 
     @property
     def subject(self) -> str:
@@ -76,7 +78,13 @@ class RecordingHandler:
             )
             assert isinstance(message, EmailMessage)
             self.received.append(
-                Received(str(envelope.mail_from), list(envelope.rcpt_tos), message)
+                Received(
+                    str(envelope.mail_from),
+                    list(envelope.rcpt_tos),
+                    message,
+                    list(envelope.mail_options),
+                    envelope.original_content or b"",
+                )
             )
         return "250 OK"
 
@@ -91,7 +99,10 @@ class SmtpServer:
         self.controller: Controller | None = None
 
     def start(self) -> None:
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        # SMTPUTF8 on, as most relays have it: an address beyond ASCII can arrive.
+        self.controller = Controller(
+            self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=True
+        )
         self.controller.start()
 
     def stop(self) -> None:

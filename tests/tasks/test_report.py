@@ -20,7 +20,7 @@ from models import (
     Status,
 )
 from tasks.charts import PNG_SIGNATURE
-from tasks.mail import build_message
+from tasks.mail import INLINE_IMAGES, build_message
 from tasks.outbox import send_due
 from tasks.participation import create_initiative, invite
 from tasks.report import impact_report, queue_reports, week_named
@@ -179,6 +179,10 @@ async def test_each_subscribed_stakeholder_gets_the_report_once_a_week_with_char
     assert "Energy: forecast 1,090 kg CO2e, actual 1,300 kg CO2e; forecast £560, actual £450" in (
         email.text
     )
+    # Once sent, a row forgets its charts (they are in the email) and keeps the rest.
+    for row in rows:
+        session.refresh(row)
+        assert INLINE_IMAGES not in row.context and row.context["period"] == "2026-W24"
 
 
 def test_the_report_says_who_took_part_in_each_initiative(session: Session) -> None:
