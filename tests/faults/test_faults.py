@@ -15,7 +15,7 @@ pytestmark = [
 
 def test_nothing_is_lost_when_each_part_is_killed_once_and_smtp_is_down(tmp_path: Path) -> None:
     result = run(
-        Plan(improvements=10, seed=7, kills=1, outage=20.0, window=40.0, settle_deadline=200.0),
+        Plan(improvements=10, seed=7, kills=1, outage=20.0, window=40.0, settle_deadline=300.0),
         tmp_path,
     )
 
