@@ -161,7 +161,9 @@ async def prefect_email_send(wires: list[bytes]) -> float:
             m.get_body(("plain",)).get_content(),
             str(m["To"]),
         )
-        for m in (message_from_bytes(w, policy=policy.default) for w in wires)
+        for m in (
+            message_from_bytes(w.replace(b"\r\n", b"\n"), policy=policy.default) for w in wires
+        )
     ]
 
     # The messages reach the flow by closure: as parameters they would be stored with the run,

@@ -106,12 +106,6 @@ def _claim(
     return sorted(rows, key=lambda r: (r.next_attempt_at, r.id or 0)), stamp
 
 
-def _judge(rows: list[OutboxEmail], now: datetime) -> list[Verdict]:
-    """Whether, when and how each row goes (tasks/contact.py), asked as it is sent."""
-    with Session(get_engine()) as session:
-        return verdicts(session=session, rows=rows, now=now)
-
-
 def _settle(outcomes: list[dict[str, Any]], stamp: datetime) -> None:
     """Record a batch's outcomes in one transaction: each a row id and the values it ends with.
 
@@ -222,7 +216,7 @@ class _Batch:
 
     now: datetime
     stamp: datetime
-    waiting: deque[tuple[OutboxEmail, Verdict]]
+    waiting: deque[tuple[OutboxEmail, bytes]]  # each row to send, and its email
     counts: dict[str, int]
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     relay_down: bool = False
@@ -239,15 +233,25 @@ class _Batch:
             self.counts[what] += 1
         self.outcomes.append(outcome)
 
-    async def work(self, connection: Connection) -> None:
-        while self.waiting and not self.relay_down and self.fresh():
-            row, decided = self.waiting.popleft()
+    def prepare(self, rows: list[OutboxEmail]) -> None:
+        """Ask each row its verdict and build the emails that go: run in a thread, so the event
+        loop is free meanwhile; one hand-over a batch, as one a row would cost more than the
+        rendering (the GIL runs the two one at a time anyway)."""
+        with Session(get_engine()) as session:
+            decided = verdicts(session=session, rows=rows, now=self.now)
+        for row, verdict in zip(rows, decided, strict=True):
+            settled = _by_verdict(row, verdict)
+            if settled is not None:
+                self.settle(*settled)
+                continue
             try:
-                # Rendering (Jinja2, CSS inlining) in a thread: the other connections keep sending.
-                message = await asyncio.to_thread(encode_message, row, decided.reader)
+                self.waiting.append((row, encode_message(row, verdict.reader)))
             except Exception as exc:  # a broken template or address: retrying cannot mend it
                 self.settle("failed", _failed(row, f"cannot build: {exc!r}"))
-                continue
+
+    async def work(self, connection: Connection) -> None:
+        while self.waiting and not self.relay_down and self.fresh():
+            row, message = self.waiting.popleft()
             try:
                 await connection.send(message, recipient_address(row.recipient))
             except RelayUnavailable as exc:
@@ -281,14 +285,8 @@ class _Batch:
 async def _send_batch(
     rows: list[OutboxEmail], stamp: datetime, now: datetime, pool: Pool, counts: dict[str, int]
 ) -> _Batch:
-    decided = await asyncio.to_thread(_judge, rows, now)
     batch = _Batch(now, stamp, deque(), counts)
-    for row, verdict in zip(rows, decided, strict=True):
-        settled = _by_verdict(row, verdict)
-        if settled is None:
-            batch.waiting.append((row, verdict))
-        else:
-            batch.settle(*settled)
+    await asyncio.to_thread(batch.prepare, rows)
     try:
         wanted = math.ceil(len(batch.waiting) / EMAILS_PER_CONNECTION)
         await asyncio.gather(*(batch.work(c) for c in pool.connections(wanted)))
