@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from improve import events
 from improve.errors import ImproveError, field_errors
@@ -777,6 +777,77 @@ def process_list() -> None:
         for row in process_counts(session=session):
             kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(row.by_kind.items()))
             table.add_row(row.process.name, str(row.total), kinds, row.process.description)
+    console.print(table)
+
+
+# --- service partners -------------------------------------------------------------------------
+
+partner_app = typer.Typer(help="Service partners: who they are, and whether they hear of policies.")
+app.add_typer(partner_app, name="partner")
+
+
+@partner_app.command("add")
+def partner_add(
+    name: Annotated[str, typer.Argument(help="The partner, e.g. GreenPost Ltd.")],
+    email: Annotated[str, typer.Argument(help="The address Improve writes to.")],
+    contact: Annotated[str, typer.Option(help="The person there we write to.")] = "",
+    service: Annotated[str, typer.Option(help="What they do for us.")] = "",
+    hears_policies: Annotated[
+        bool, typer.Option("--hears-policies", help="They agreed to hear of policy changes.")
+    ] = False,
+) -> None:
+    """Add a service partner."""
+    from tasks.partners import add_partner
+
+    try:
+        with session_scope() as session:
+            partner = add_partner(
+                session=session, name=name, email=email, contact_name=contact,
+                service=service, hears_policies=hears_policies,
+            )  # fmt: skip
+            shown = f"{partner.name} <{partner.email}>"
+    except ImproveError as exc:
+        fail(str(exc))
+    console.print(f"Partner {shown} added.", highlight=False)
+
+
+@partner_app.command("set")
+def partner_set(
+    email: Annotated[str, typer.Argument(help="The partner's email.")],
+    hears_policies: Annotated[
+        bool,
+        typer.Option(
+            "--hears-policies/--no-hears-policies",
+            help="They agreed to hear of policy changes, or no longer want to.",
+        ),
+    ],
+) -> None:
+    """Record what a partner told you; a no also skips the policy notices waiting for them."""
+    from tasks.partners import partner_by_email, set_hears_policies
+
+    try:
+        with session_scope() as session:
+            found = partner_by_email(session=session, email=email)
+            assert found.id is not None
+            partner = set_hears_policies(session=session, partner_id=found.id, hears=hears_policies)
+            said = "hears" if partner.hears_policies else "does not hear"
+            shown = f"{partner.name} {said} of policy changes."
+    except ImproveError as exc:
+        fail(str(exc))
+    console.print(shown, highlight=False)
+
+
+@partner_app.command("list")
+def partner_list() -> None:
+    """The service partners, and whether each hears of policy changes."""
+    from models import Partner
+
+    table = Table("partner", "email", "contact", "service", "hears of policies")
+    with Session(get_engine()) as session:
+        for p in session.exec(select(Partner).order_by(col(Partner.name))):
+            table.add_row(
+                p.name, p.email, p.contact_name, p.service, "yes" if p.hears_policies else "no"
+            )
     console.print(table)
 
 

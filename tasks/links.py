@@ -41,6 +41,20 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
+def signature(message: str) -> str:
+    """`message` signed with the secret key (HMAC-SHA256, URL-safe): the token of a link that
+    never expires, as an unsubscribe must not (RFC 8058), and that cannot be edited to reach
+    someone else, because the message names who and what it is for."""
+    secret = settings.secret_key.get_secret_value().encode()
+    digest = hmac.new(secret, message.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def signed(message: str, token: str) -> bool:
+    """Whether `token` is `signature(message)`, compared in constant time."""
+    return hmac.compare_digest(signature(message), str(token))
+
+
 def _sealer() -> Fernet:
     secret = settings.secret_key.get_secret_value().encode()
     return Fernet(

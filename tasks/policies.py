@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
-from improve.errors import Forbidden, ImprovementNotFound, InvalidInput, NotFound
+from improve.errors import Forbidden, ImprovementNotFound, InvalidInput, LinkRefused, NotFound
+from improve.settings import settings
 from models import (
     Access,
     Colleague,
@@ -16,6 +17,7 @@ from models import (
     Improvement,
     ImprovementPolicy,
     OutboxEmail,
+    OutboxStatus,
     Partner,
     Policy,
     PolicyProcess,
@@ -25,6 +27,7 @@ from models import (
 )
 from models.db import utcnow
 from models.improvement import WHITESPACE
+from tasks import links
 from tasks.consent import queue_customer_emails
 from tasks.mail import queue_email
 from tasks.outbox import outbox_progress
@@ -377,8 +380,55 @@ def queue_notices(*, session: Session, version_id: int) -> dict[str, int]:
                 "partner_name": partner.name,
                 "contact_name": partner.contact_name or partner.name,
             },
+            links={"unsubscribe_url": partner_stop_url(partner.id)},
         )
     return {"customers": len(customers), "partners": len(partners), "queued": queued}
+
+
+# --- partners stop hearing of policies by a link in the notice -------------------------------
+
+
+def _stop_message(partner_id: int) -> str:
+    # Bound to the partner; the prefix keeps it apart from the other signed links.
+    return f"unsubscribe:partner-policies:{partner_id}"
+
+
+def partner_stop_url(partner_id: int | None) -> str:
+    """The link in each partner_policy_notice that stops them (signed; it never expires)."""
+    assert partner_id is not None
+    token = links.signature(_stop_message(partner_id))
+    return f"{settings.base_url}/partners/{partner_id}/policies/stop/{token}"
+
+
+def check_partner_stop(*, session: Session, partner_id: int, token: str) -> Partner:
+    """The partner a stop link is for; a bad signature and an unknown partner get one refusal."""
+    partner = session.get(Partner, partner_id)
+    if not links.signed(_stop_message(partner_id), token) or partner is None:
+        raise LinkRefused(
+            "tampered",
+            "This link is not valid: it may have been cut short or changed. "
+            "Please use the link from the email exactly as it arrived.",
+            404,
+        )
+    return partner
+
+
+def skip_partner_notices(*, session: Session, partner: Partner) -> int:
+    """Skip the policy notices still waiting for a partner who no longer hears of policies."""
+    # Conditional on still being queued: a row a sender claimed meanwhile is the sender's.
+    result = session.exec(
+        update(OutboxEmail)
+        .where(
+            col(OutboxEmail.recipient) == partner.email,
+            col(OutboxEmail.template) == PARTNER_TEMPLATE,
+            col(OutboxEmail.status) == OutboxStatus.queued,
+        )
+        .values(
+            status=OutboxStatus.skipped,
+            last_error=f"skipped: {partner.name} no longer hears of policies",
+        )
+    )
+    return int(result.rowcount or 0)
 
 
 def notice_progress(*, session: Session, version_id: int) -> dict[str, int]:

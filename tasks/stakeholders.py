@@ -1,40 +1,33 @@
 """Community stakeholders who read the impact report: their signed one-click unsubscribe link."""
 
-import base64
-import hashlib
-import hmac
-
 from sqlalchemy import update
 from sqlmodel import Session, col
 
 from improve.errors import LinkRefused
 from improve.settings import settings
 from models import OutboxEmail, OutboxStatus, Stakeholder
+from tasks import links
 
 TEMPLATE = "impact_report"
 
 
-def _signature(stakeholder_id: int) -> str:
-    # Bound to the stakeholder, so a link cannot be edited to unsubscribe someone else; no expiry,
-    # so the link in an old report still works (RFC 8058). The prefix keeps it apart from the
-    # customers' unsubscribe signatures (tasks/consent.py), which sign with the same key.
-    message = f"unsubscribe:stakeholder:{stakeholder_id}".encode()
-    digest = hmac.new(
-        settings.secret_key.get_secret_value().encode(), message, hashlib.sha256
-    ).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+def _message(stakeholder_id: int) -> str:
+    # Bound to the stakeholder; the prefix keeps it apart from the customers' unsubscribe links
+    # (tasks/consent.py), which are signed with the same key.
+    return f"unsubscribe:stakeholder:{stakeholder_id}"
 
 
 def unsubscribe_url(stakeholder_id: int) -> str:
     """The link that stops the impact report to one stakeholder, signed with the secret key."""
-    return f"{settings.base_url}/impact/unsubscribe/{stakeholder_id}/{_signature(stakeholder_id)}"
+    token = links.signature(_message(stakeholder_id))
+    return f"{settings.base_url}/impact/unsubscribe/{stakeholder_id}/{token}"
 
 
 def check_unsubscribe(*, session: Session, stakeholder_id: int, token: str) -> Stakeholder:
     """The stakeholder a link is for; a bad signature or an unknown stakeholder get the same
     refusal, so the link says nothing about who reads the report."""
     stakeholder = session.get(Stakeholder, stakeholder_id)
-    if not hmac.compare_digest(_signature(stakeholder_id), str(token)) or stakeholder is None:
+    if not links.signed(_message(stakeholder_id), token) or stakeholder is None:
         raise LinkRefused(
             "tampered",
             "This unsubscribe link is not valid: it may have been cut short or changed. "

@@ -238,6 +238,7 @@ PUBLIC_ROUTERS = (
     suggest.link_router,
     impact.router,
     impact.link_router,
+    partners.link_router,
 )
 
 

@@ -5,23 +5,35 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlmodel import Session
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, RedirectResponse
 
 from improve.errors import InvalidInput
 from improve.settings import settings
 from models import Category, RecordKind, Status
-from models.db import get_engine, utcnow
+from models.db import get_engine, session_scope, utcnow
 from tasks.footprint import Linked, this_year
-from tasks.partners import Profile, partner_profile, partner_rows, process_profile
-from tasks.policies import policies_of_process
+from tasks.partners import (
+    Profile,
+    check_may_change_partners,
+    may_change_partners,
+    partner_profile,
+    partner_rows,
+    process_profile,
+    set_hears_policies,
+)
+from tasks.policies import check_partner_stop, policies_of_process
 from web.api import ERRORS, EVERY_ROUTE, ApiRoute, error_response
+from web.auth import Staff
 from web.forms import Id
+from web.limits import check_guesses
 from web.render import page
 
 router = APIRouter(include_in_schema=False)
+# The stop link's token is its permission: refused ones count as guesses (web.limits).
+link_router = APIRouter(include_in_schema=False, dependencies=[Depends(check_guesses)])
 api_router = APIRouter(
     prefix="/api",
     tags=["partners"],
@@ -53,15 +65,66 @@ def partner_list(request: Request) -> HTMLResponse:
 
 
 @router.get("/partners/{partner_id}")
-def partner_page(request: Request, partner_id: Id, year: Year = None) -> HTMLResponse:
+def partner_page(
+    request: Request, partner_id: Id, colleague: Staff, year: Year = None
+) -> HTMLResponse:
     """One partner: contact, service, its footprint by kind and month, its improvements."""
     since, until = _year_range(year)
     with Session(get_engine()) as session:
         partner, profile = partner_profile(
             session=session, partner_id=partner_id, since=since, until=until
         )
-    context = {"partner": partner, "profile": profile, "year": since.year}
+    context = {
+        "partner": partner,
+        "profile": profile,
+        "year": since.year,
+        "may_change": may_change_partners(colleague),
+    }
     return page(request, "partner.html", context)
+
+
+@router.post("/partners/{partner_id}/policies")
+def set_policy_news(
+    partner_id: Id, colleague: Staff, hears: Annotated[str, Form()] = ""
+) -> RedirectResponse:
+    """Record what the partner told us: that they agreed to hear of policy changes, or no longer
+    want to (operations only)."""
+    if hears not in ("yes", "no"):
+        raise InvalidInput({"hears": "say yes or no"})
+    check_may_change_partners(colleague)
+    with session_scope() as session:
+        set_hears_policies(session=session, partner_id=partner_id, hears=hears == "yes")
+    return RedirectResponse(f"/partners/{partner_id}", status_code=303)
+
+
+# --- the partner's own link to stop policy notices (public: the token is the permission) ------
+
+
+@link_router.api_route("/partners/{partner_id}/policies/stop/{token}", methods=["GET", "HEAD"])
+def show_stop(request: Request, partner_id: Id, token: str) -> HTMLResponse:
+    """Ask to confirm; changes nothing (mail scanners open links)."""
+    with Session(get_engine()) as session:
+        check_partner_stop(session=session, partner_id=partner_id, token=token)
+    return _stop_page(request, done=False)
+
+
+@link_router.post("/partners/{partner_id}/policies/stop/{token}")
+def stop(request: Request, partner_id: Id, token: str) -> HTMLResponse:
+    """Stop the notices: from the confirm page, or a mail client's RFC 8058 one-click POST."""
+    with session_scope() as session:
+        partner = check_partner_stop(session=session, partner_id=partner_id, token=token)
+        assert partner.id is not None
+        set_hears_policies(session=session, partner_id=partner.id, hears=False)
+    return _stop_page(request, done=True)
+
+
+def _stop_page(request: Request, done: bool) -> HTMLResponse:
+    return page(
+        request,
+        "unsubscribe.html",
+        {"purpose_text": "news of our policies", "done": done},
+        private=True,
+    )
 
 
 @router.get("/processes/{process_id}")
@@ -137,6 +200,18 @@ class LinkedImprovementOut(BaseModel):
     url: str
 
 
+# What the API says of a partner itself, beside what it works out.
+PARTNER_FIELDS = {
+    "id",
+    "name",
+    "email",
+    "contact_name",
+    "service",
+    "footprint_note",
+    "hears_policies",
+}
+
+
 class PartnerOut(BaseModel):
     id: int
     name: str
@@ -144,6 +219,7 @@ class PartnerOut(BaseModel):
     contact_name: str
     service: str
     footprint_note: str
+    hears_policies: bool = Field(description="Agreed to hear of policy changes.")
     kg_co2e_this_year: float = Field(description="From its records since 1 January (UTC).")
     open_improvements: int
     completed_improvements: int
@@ -161,6 +237,7 @@ class PartnerDetail(BaseModel):
     contact_name: str
     service: str
     footprint_note: str
+    hears_policies: bool = Field(description="Agreed to hear of policy changes.")
     footprint: FootprintOut
     improvements: list[LinkedImprovementOut]
     records_url: str
@@ -243,9 +320,7 @@ def list_partners() -> PartnerList:
     return PartnerList(
         items=[
             PartnerOut(
-                **row.partner.model_dump(
-                    include={"id", "name", "email", "contact_name", "service", "footprint_note"}
-                ),
+                **row.partner.model_dump(include=PARTNER_FIELDS),
                 kg_co2e_this_year=row.kg_co2e,
                 open_improvements=row.open,
                 completed_improvements=row.completed,
@@ -270,9 +345,7 @@ def read_partner(partner_id: Id, since: Since = None, until: Until = None) -> Pa
             session=session, partner_id=partner_id, since=start, until=end
         )
         return PartnerDetail(
-            **partner.model_dump(
-                include={"id", "name", "email", "contact_name", "service", "footprint_note"}
-            ),
+            **partner.model_dump(include=PARTNER_FIELDS),
             footprint=FootprintOut.model_validate(profile.footprint),
             improvements=_linked(profile),
             records_url=f"{settings.base_url}/records?partner={partner_id}",

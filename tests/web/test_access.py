@@ -36,6 +36,7 @@ PUBLIC = {
     "/impact/unsubscribe/{stakeholder_id}/{token}",
     "/suggest",
     "/suggest/confirm/{suggestion_id}/{token}",
+    "/partners/{partner_id}/policies/stop/{token}",
 }
 
 runner = CliRunner()
