@@ -17,7 +17,7 @@ from sqlalchemy import case, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from improve.errors import Forbidden, InvalidInput, LinkRefused, NotFound
+from improve.errors import Forbidden, ImproveError, InvalidInput, LinkRefused, NotFound
 from improve.settings import settings
 from models import (
     Access,
@@ -246,6 +246,23 @@ def _invite_one(
             session.flush()
     except IntegrityError:
         return "already"
+    _send(session, initiative, invitation, token, key=f"invitation:{invitation.id}",
+          customer=customer, partner=partner)  # fmt: skip
+    return "invited"
+
+
+def _send(
+    session: Session,
+    initiative: Initiative,
+    invitation: Invitation,
+    token: str,
+    *,
+    key: str,
+    customer: Customer | None,
+    partner: Partner | None,
+) -> None:
+    """The invitation's email with its link: a customer's as they read (and only while they
+    agree to invitations: tasks/consent.py), a partner's as a business contact."""
     assert invitation.id is not None and invitation.expires_at is not None
     context = {
         "title": initiative.title,
@@ -253,7 +270,6 @@ def _invite_one(
         "expires_on": f"{invitation.expires_at:%Y-%m-%d}",
     }
     url = {"url": links.invitation_url(invitation.id, token)}
-    key = f"invitation:{invitation.id}"
     if customer is not None:
         queue_customer_email(
             session=session, key=key, customer=customer, template="invitation",
@@ -267,7 +283,64 @@ def _invite_one(
             context={**context, "partner_name": partner.name, "contact_name": partner.contact_name},
             links=url, improvement_id=initiative.improvement_id,
         )  # fmt: skip
-    return "invited"
+
+
+class NotExpired(ImproveError):
+    status_code = 409
+
+
+def invite_again(
+    *, session: Session, invitation_id: int, now: datetime | None = None
+) -> Invitation:
+    """Invite again someone whose invitation expired unanswered: a new link (the old one then
+    says it was replaced) with a new expiry, and one new email. The caller commits.
+
+    Only an expired, unanswered invitation: an answered one has its answer, an open one its
+    link. A customer must still agree to invitations, or InvalidInput says they no longer do.
+    The update is conditional, so two people pressing "Invite again" at once send one email.
+    """
+    now = now or utcnow()
+    invitation = session.get(Invitation, invitation_id)
+    if invitation is None:
+        raise NotFound("invitation", invitation_id)
+    name = invitee_name(session, invitation)
+    if invitation.status != InvitationStatus.invited:
+        raise NotExpired(f"{name} already {invitation.status}: there is nothing to ask again")
+    if invitation.expires_at is None or invitation.expires_at > now:
+        raise NotExpired(
+            f"{name}'s invitation is still open until {invitation.expires_at:%Y-%m-%d}: "
+            "their link works"
+        )
+    customer = session.get(Customer, invitation.customer_id) if invitation.customer_id else None
+    partner = session.get(Partner, invitation.partner_id) if invitation.partner_id else None
+    if invitation.customer_id is not None and invitation.customer_id not in (
+        consenting_customer_ids(
+            session=session, customer_ids=[invitation.customer_id], purpose=Purpose.invitations
+        )
+    ):
+        raise InvalidInput({"invitation": f"{name} no longer agrees to invitations"})
+    old_hash = invitation.token_hash
+    token, token_hash = links.new_token()
+    expires_at = now + timedelta(days=settings.invitation_link_expiry_days)
+    renewed = session.exec(  # type: ignore[call-overload]
+        update(Invitation)
+        .where(
+            col(Invitation.id) == invitation_id,
+            col(Invitation.status) == InvitationStatus.invited,
+            col(Invitation.token_hash) == old_hash,
+        )
+        .values(token_hash=token_hash, expires_at=expires_at)
+    )
+    if renewed.rowcount != 1:
+        raise NotExpired(f"{name} was just invited again")
+    links.retire(session=session, token_hash=old_hash, kind="invitation",
+                 target_id=invitation_id, at=now)  # fmt: skip
+    session.refresh(invitation)
+    initiative = get_initiative(session=session, initiative_id=invitation.initiative_id)
+    _send(session, initiative, invitation, token,
+          key=f"invitation:{invitation_id}:again:{expires_at:%Y%m%dT%H%M%S}",
+          customer=customer, partner=partner)  # fmt: skip
+    return invitation
 
 
 # --- answering -----------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session, col, select
 from starlette.responses import HTMLResponse, RedirectResponse
 
-from improve.errors import InvalidInput
-from models import Colleague, Improvement, Initiative, InvitationStatus, Partner
-from models.db import MAX_INT, get_engine, session_scope
+from improve.errors import InvalidInput, NotFound
+from models import Colleague, Improvement, Initiative, Invitation, InvitationStatus, Partner
+from models.db import MAX_INT, get_engine, session_scope, utcnow
 from models.improvement import NO_NUL_PATTERN, TITLE_PATTERN
 from tasks.participation import (
     MAX_DESCRIPTION,
@@ -29,6 +29,7 @@ from tasks.participation import (
     initiative_url,
     invitation_rows,
     invite,
+    invite_again,
     may_invite,
     participation,
 )
@@ -152,6 +153,7 @@ def _detail_page(
     initiative_id: int,
     *,
     done: dict[str, int] | None = None,
+    again: bool = False,
     values: dict[str, Any] | None = None,
     errors: dict[str, str] | None = None,
 ) -> HTMLResponse:
@@ -168,6 +170,7 @@ def _detail_page(
             "took_part": participation(session=session, initiative_id=initiative_id),
             "rows": rows,
             "may_invite": may_invite(colleague, initiative),
+            "now": utcnow(),
             "see_contacts": may_see_contacts(colleague),
             "partners": [
                 p
@@ -175,6 +178,7 @@ def _detail_page(
                 if p.id not in invited_partners
             ],
             "done": done,
+            "again": again,
             "values": values or {"customer_emails": "", "partner_ids": []},
             "errors": errors or {},
             "field_names": FIELD_NAMES,
@@ -190,6 +194,7 @@ def initiative_page(
     invited: int | None = None,
     already_invited: int = 0,
     not_consented: int = 0,
+    again: int = 0,
 ) -> HTMLResponse:
     """One initiative: what it is, who was invited and what they said; forms to invite more."""
     done = (
@@ -201,7 +206,7 @@ def initiative_page(
             "not_consented": not_consented,
         }
     )
-    return _detail_page(request, colleague, initiative_id, done=done)
+    return _detail_page(request, colleague, initiative_id, done=done, again=bool(again))
 
 
 @router.post("/initiatives/{initiative_id}/invitations")
@@ -239,6 +244,23 @@ def invite_from_form(
     return RedirectResponse(
         f"/initiatives/{initiative_id}?{urlencode(done.as_dict())}", status_code=303
     )
+
+
+@router.post("/initiatives/{initiative_id}/invitations/{invitation_id}/again")
+def invite_again_from_form(initiative_id: Id, invitation_id: Id, colleague: Staff) -> Response:
+    """Invite again someone whose link expired unanswered; back to the page."""
+    _invite_again(initiative_id, invitation_id, colleague)
+    return RedirectResponse(f"/initiatives/{initiative_id}?again=1", status_code=303)
+
+
+def _invite_again(initiative_id: int, invitation_id: int, colleague: Colleague) -> None:
+    with session_scope() as session:
+        initiative = get_initiative(session=session, initiative_id=initiative_id)
+        check_may_invite(colleague, initiative)
+        invitation = session.get(Invitation, invitation_id)
+        if invitation is None or invitation.initiative_id != initiative_id:
+            raise NotFound("invitation", invitation_id)
+        invite_again(session=session, invitation_id=invitation_id)
 
 
 # --- API -----------------------------------------------------------------------------------------
@@ -280,6 +302,7 @@ class InvitationOut(BaseModel):
     name: str
     status: InvitationStatus
     invited_at: datetime
+    expires_at: datetime | None = Field(description="When the link stops working.")
     answered_at: datetime | None
     note: str = Field(max_length=MAX_NOTE, description="What they wrote with their answer.")
 
@@ -378,6 +401,7 @@ def _detail(initiative_id: int) -> InitiativeDetail:
                 name=row.name,
                 status=row.invitation.status,
                 invited_at=row.invitation.created_at,
+                expires_at=row.invitation.expires_at,
                 answered_at=row.invitation.answered_at,
                 note=row.invitation.note,
             )
@@ -445,3 +469,15 @@ def invite_api(initiative_id: Id, data: InvitationsCreate, colleague: Staff) -> 
             partner_ids=partners,
         )
     return InvitedOut(**done.as_dict())
+
+
+@api_router.post(
+    "/initiatives/{initiative_id}/invitations/{invitation_id}/again",
+    response_model=InitiativeDetail,
+    responses={403: ERRORS[403], 404: NOT_FOUND, 409: error_response("Answered, or still open.")},
+)
+def invite_again_api(initiative_id: Id, invitation_id: Id, colleague: Staff) -> InitiativeDetail:
+    """Invite again someone whose invitation expired unanswered (the owner, or operations): a
+    new link and one new email. An answered or still open invitation is a 409 saying which."""
+    _invite_again(initiative_id, invitation_id, colleague)
+    return _detail(initiative_id)

@@ -1,6 +1,7 @@
 """Initiatives and invitations: who is invited (consent), once each, the emails they read, their
 answers by link, the owner told once, and the counts the pages and the impact report show."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -16,13 +17,16 @@ from models import (
     Purpose,
 )
 from models.db import utcnow
+from tasks.consent import record_consent
 from tasks.links import check_invitation_link
 from tasks.outbox import send_due
 from tasks.participation import (
+    NotExpired,
     answer,
     contacts_by_email,
     create_initiative,
     invite,
+    invite_again,
     participation,
     participation_summary,
 )
@@ -311,3 +315,57 @@ def test_participation_counts_customers_and_partners_apart(session: Session) -> 
             "partners": {"invited": 1, "accepted": 0, "declined": 0, "waiting": 1},
         },
     ]
+
+
+async def test_an_expired_invitation_is_sent_again_once_with_a_new_link_that_works(
+    session: Session, smtp: SmtpServer
+) -> None:
+    initiative, _ = start(session)
+    partner = make_partner(session, "Swift Parcels")
+    invite(session=session, initiative_id=initiative.id, partner_ids=[partner.id])
+    session.commit()
+    (first,) = emails(session, "partner_invitation")
+    invitation = invitation_for(session, first)
+    with pytest.raises(NotExpired, match="still open until"):
+        invite_again(session=session, invitation_id=invitation.id)
+    later = invitation.expires_at + timedelta(days=1)  # type: ignore[operator]
+    old_token = token_of(first)
+
+    invite_again(session=session, invitation_id=invitation.id, now=later)
+    session.commit()
+    with pytest.raises(NotExpired, match="still open until"):  # pressed twice: one new email
+        invite_again(session=session, invitation_id=invitation.id, now=later)
+    await send_due()
+
+    assert len(emails(session, "partner_invitation")) == 2
+    [_, again] = [m for m in smtp.received if partner.email in m.recipients]
+    new_link = re.search(r"https?://\S+/invitations/\d+/[\w-]+", again.text)
+    assert new_link is not None
+    new_token = new_link[0].rsplit("/", 1)[1]
+    with pytest.raises(LinkRefused) as replaced:  # the old email's link says it was replaced
+        check_invitation_link(session=session, invitation_id=invitation.id, token=old_token,
+                              now=later)  # fmt: skip
+    assert replaced.value.kind == "replaced"
+    answer(session=session, invitation_id=invitation.id, token=new_token, accept=True, now=later)
+    session.commit()
+    assert invitation_for(session, first).status == InvitationStatus.accepted
+    with pytest.raises(NotExpired, match="already accepted"):
+        invite_again(session=session, invitation_id=invitation.id, now=later + timedelta(days=60))
+
+
+def test_a_customer_who_no_longer_agrees_is_not_invited_again(session: Session) -> None:
+    initiative, _ = start(session)
+    ann = make_customer(session, "Ann Hughes", consents=INVITED)
+    invite(session=session, initiative_id=initiative.id, customer_ids=[ann.id])
+    session.commit()
+    (first,) = emails(session, "invitation")
+    invitation = invitation_for(session, first)
+    record_consent(session=session, customer=ann, purpose=Purpose.invitations, granted=False,
+                   channel="email")  # fmt: skip
+    session.commit()
+
+    later = invitation.expires_at + timedelta(days=1)  # type: ignore[operator]
+    with pytest.raises(InvalidInput) as refused:
+        invite_again(session=session, invitation_id=invitation.id, now=later)
+    assert "Ann Hughes no longer agrees to invitations" in refused.value.errors["invitation"]
+    assert len(emails(session, "invitation")) == 1

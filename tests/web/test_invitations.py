@@ -1,5 +1,6 @@
 """The invitation link (public, scanner-safe) and the initiative pages and API staff use."""
 
+import re
 from datetime import timedelta
 
 import httpx
@@ -250,3 +251,46 @@ async def test_a_wrong_method_lists_every_method_the_path_takes(client: httpx.As
 
     assert answer.status_code == 405
     assert answer.headers["allow"] == "GET, POST"
+
+
+async def test_an_expired_invitation_is_sent_again_from_the_page_and_the_api(
+    anonymous: httpx.AsyncClient, session: Session, smtp: SmtpServer
+) -> None:
+    owner = make_colleague(session, "Priya Shah")
+    invitation, old_path = invited_partner(session, owner)
+    again = f"/initiatives/{invitation.initiative_id}/invitations/{invitation.id}/again"
+    sign_in(anonymous, owner)
+    page = await anonymous.get(f"/initiatives/{invitation.initiative_id}")
+    assert "Invite again" not in page.text  # the link still works
+    open_yet = await anonymous.post(again)
+    assert open_yet.status_code == 409 and "still open until" in open_yet.text
+
+    session.execute(
+        update(Invitation)
+        .where(Invitation.id == invitation.id)  # type: ignore[arg-type]
+        .values(expires_at=utcnow() - timedelta(minutes=1))
+    )
+    session.commit()
+    page = await anonymous.get(f"/initiatives/{invitation.initiative_id}")
+    assert "Link expired" in page.text and "Invite again" in page.text
+    sign_in(anonymous, make_colleague(session, "Sam Lee"))
+    before = snapshot()
+    refused = await anonymous.post(again)
+    assert refused.status_code == 403 and snapshot() == before
+    sign_in(anonymous, owner)
+
+    done = await anonymous.post(again)
+
+    assert done.status_code == 303
+    shown = await anonymous.get(done.headers["location"])
+    assert "Invited again, with a new link" in shown.text
+    assert (await anonymous.post(f"/api{again}")).status_code == 409  # open again: refused
+    await send_due()
+    [_, renewed] = smtp.received
+    found = re.search(r"https?://\S+/invitations/\d+/[\w-]+", renewed.text)
+    assert found is not None
+    new_path = found[0].removeprefix(settings.base_url)
+    assert (await anonymous.get(old_path)).status_code == 410  # replaced by the new one
+    accepted = await anonymous.post(new_path, data={"decision": "accept"})
+    assert accepted.status_code == 200
+    assert status_of(session, invitation) == InvitationStatus.accepted
