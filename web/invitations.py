@@ -8,9 +8,10 @@ from sqlmodel import Session
 from starlette.responses import HTMLResponse
 
 from improve.errors import InvalidInput
-from models import Invitation
+from models import Customer, Invitation
 from models.db import get_engine
 from tasks.links import check_invitation_link
+from tasks.mail import reader_for
 from tasks.participation import answer, get_initiative, invitee_name
 from web.forms import Id
 from web.limits import check_guesses
@@ -18,6 +19,27 @@ from web.render import page
 
 # Public: the token is the permission, so refused ones count as guesses (web/limits.py).
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_guesses)])
+
+
+def _welsh(session: Session, invitation: Invitation) -> bool:
+    """Whether the invited reads Welsh: a customer whose emails are in Welsh (the same rule,
+    tasks.mail.reader_for); partners read English, as their emails are."""
+    if invitation.customer_id is None:
+        return False
+    return reader_for(session.get(Customer, invitation.customer_id)).language == "cy"
+
+
+def _page(
+    request: Request, session: Session, invitation: Invitation, name: str, **shown: Any
+) -> HTMLResponse:
+    """`name`.html, or `name`.cy.html for a reader of Welsh, with the invitation's context."""
+    welsh = _welsh(session, invitation)
+    context = {**_context(session, invitation), **shown}
+    status_code = 422 if context["errors"] else 200
+    if welsh and "decision" in context["errors"]:
+        context["errors"] = {**context["errors"], "decision": "Dewiswch Derbyn neu Gwrthod."}
+    template = f"{name}.cy.html" if welsh else f"{name}.html"
+    return page(request, template, context, status_code=status_code, private=True)
 
 
 def _context(session: Session, invitation: Invitation) -> dict[str, Any]:
@@ -38,7 +60,7 @@ def show_invitation(request: Request, invitation_id: Id, token: str) -> HTMLResp
         invitation = check_invitation_link(
             session=session, invitation_id=invitation_id, token=token
         )
-        return page(request, "invitation.html", _context(session, invitation), private=True)
+        return _page(request, session, invitation, "invitation")
 
 
 @router.post("/invitations/{invitation_id}/{token}")
@@ -70,8 +92,8 @@ def answer_invitation(
                 session.rollback()
                 errors = dict(exc.errors)
         if errors:
-            context = _context(session, invitation)
-            context.update(errors=errors, values={"note": note})
-            return page(request, "invitation.html", context, status_code=422, private=True)
+            return _page(
+                request, session, invitation, "invitation", errors=errors, values={"note": note}
+            )
         session.commit()
-        return page(request, "invitation_done.html", _context(session, invitation), private=True)
+        return _page(request, session, invitation, "invitation_done")

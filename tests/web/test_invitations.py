@@ -294,3 +294,27 @@ async def test_an_expired_invitation_is_sent_again_from_the_page_and_the_api(
     accepted = await anonymous.post(new_path, data={"decision": "accept"})
     assert accepted.status_code == 200
     assert status_of(session, invitation) == InvitationStatus.accepted
+
+
+async def test_a_customer_who_reads_welsh_answers_on_a_welsh_page(
+    anonymous: httpx.AsyncClient, session: Session
+) -> None:
+    owner = make_colleague(session, "Priya Shah")
+    initiative = create_initiative(session=session, title="Datganiadau di-bapur", owner_id=owner.id)  # type: ignore[arg-type]
+    cerys = make_customer(session, "Cerys Owen", consents=INVITED, language="cy")
+    ann = make_customer(session, "Ann Hughes", consents=INVITED, language="en")
+    invite(session=session, initiative_id=initiative.id, customer_ids=[cerys.id, ann.id])  # type: ignore[arg-type]
+    session.commit()
+    rows = session.exec(select(OutboxEmail).where(OutboxEmail.template == "invitation")).all()
+    welsh, english = (link_in(r).removeprefix(settings.base_url) for r in rows)
+
+    shown = await anonymous.get(welsh)
+    assert shown.status_code == 200 and '<html lang="cy">' in shown.text
+    assert "Annwyl Cerys Owen" in shown.text and "Derbyn: rwy'n cymryd rhan" in shown.text
+    unanswered = await anonymous.post(welsh, data={})
+    assert unanswered.status_code == 422 and "Dewiswch Derbyn neu Gwrthod." in unanswered.text
+    done = await anonymous.post(welsh, data={"decision": "accept"})
+    assert done.status_code == 200 and "Diolch am gymryd rhan" in done.text
+
+    shown = await anonymous.get(english)
+    assert '<html lang="en">' in shown.text and "Accept: count me in" in shown.text
