@@ -7,7 +7,6 @@ from typing import Any
 from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
-from improve.errors import LinkRefused
 from improve.settings import settings
 from models import Customer, CustomerConsent, OutboxEmail, OutboxStatus, Purpose
 from models.db import utcnow
@@ -163,12 +162,7 @@ def opt_out(*, session: Session, customer_id: int, purpose: Purpose | str, token
     A bad signature, an unknown purpose or an unknown customer all get the same "tampered" refusal,
     so the link says nothing about who our customers are.
     """
-    refused = LinkRefused(
-        "tampered",
-        "This unsubscribe link is not valid: it may have been cut short or changed. "
-        "Please use the link from the email exactly as it arrived.",
-        404,
-    )
+    refused = links.unsigned("unsubscribe link")
     try:
         purpose = Purpose(purpose)
     except ValueError:

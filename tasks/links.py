@@ -55,6 +55,17 @@ def signed(message: str, token: str) -> bool:
     return hmac.compare_digest(signature(message), str(token))
 
 
+def unsigned(what: str = "link") -> LinkRefused:
+    """The refusal of a signed link that does not check out: edited, cut short, or for nobody
+    we know, all alike, so the link says nothing about who is on record."""
+    return LinkRefused(
+        "tampered",
+        f"This {what} is not valid: it may have been cut short or changed. "
+        "Please use the link from the email exactly as it arrived.",
+        404,
+    )
+
+
 def _sealer() -> Fernet:
     secret = settings.secret_key.get_secret_value().encode()
     return Fernet(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
-from improve.errors import Forbidden, ImprovementNotFound, InvalidInput, LinkRefused, NotFound
+from improve.errors import Forbidden, ImprovementNotFound, InvalidInput, NotFound
 from improve.settings import settings
 from models import (
     Access,
@@ -404,12 +404,7 @@ def check_partner_stop(*, session: Session, partner_id: int, token: str) -> Part
     """The partner a stop link is for; a bad signature and an unknown partner get one refusal."""
     partner = session.get(Partner, partner_id)
     if not links.signed(_stop_message(partner_id), token) or partner is None:
-        raise LinkRefused(
-            "tampered",
-            "This link is not valid: it may have been cut short or changed. "
-            "Please use the link from the email exactly as it arrived.",
-            404,
-        )
+        raise links.unsigned()
     return partner
 
 

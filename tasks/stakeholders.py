@@ -3,7 +3,6 @@
 from sqlalchemy import update
 from sqlmodel import Session, col
 
-from improve.errors import LinkRefused
 from improve.settings import settings
 from models import OutboxEmail, OutboxStatus, Stakeholder
 from tasks import links
@@ -28,12 +27,7 @@ def check_unsubscribe(*, session: Session, stakeholder_id: int, token: str) -> S
     refusal, so the link says nothing about who reads the report."""
     stakeholder = session.get(Stakeholder, stakeholder_id)
     if not links.signed(_message(stakeholder_id), token) or stakeholder is None:
-        raise LinkRefused(
-            "tampered",
-            "This unsubscribe link is not valid: it may have been cut short or changed. "
-            "Please use the link from the email exactly as it arrived.",
-            404,
-        )
+        raise links.unsigned("unsubscribe link")
     return stakeholder
 
 

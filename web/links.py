@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from starlette.responses import HTMLResponse
 
 from improve import events
-from improve.errors import InvalidInput, LinkRefused
+from improve.errors import InvalidInput
 from improve.formatting import payback_months
 from models import (
     ActionItem,
@@ -33,7 +33,7 @@ from tasks.estimates import ActivityIn
 from tasks.factors import activities
 from tasks.help import answer_help, subject_of
 from tasks.lifecycle import get_improvement
-from tasks.links import check_action_link, check_approval_link, check_help_link
+from tasks.links import check_action_link, check_approval_link, check_help_link, unsigned
 from tasks.mail import reader_for
 from tasks.planning import complete_action
 from tasks.routing import levels_for
@@ -328,15 +328,6 @@ def answer_help_request(
 # --- unsubscribe -----------------------------------------------------------------------------
 
 
-def _tampered() -> LinkRefused:
-    return LinkRefused(
-        "tampered",
-        "This unsubscribe link is not valid: it may have been cut short or changed. "
-        "Please use the link from the email exactly as it arrived.",
-        404,
-    )
-
-
 # What each purpose is called on the unsubscribe page, in each language customers read.
 PURPOSE_TEXT_CY = {
     Purpose.improvement_updates: "diweddariadau am welliannau i'r gwasanaeth a gewch",
@@ -351,10 +342,10 @@ def _check_unsubscribe(session: Session, customer_id: Id, purpose: str, token: s
     try:
         wanted = Purpose(purpose)
     except ValueError:
-        raise _tampered() from None
+        raise unsigned("unsubscribe link") from None
     expected = unsubscribe_url(customer_id, wanted).rsplit("/", 1)[-1]
     if not hmac.compare_digest(expected, token) or session.get(Customer, customer_id) is None:
-        raise _tampered()
+        raise unsigned("unsubscribe link")
     return wanted
 
 
