@@ -156,12 +156,12 @@ def unsubscribe_url(customer_id: int, purpose: Purpose | str) -> str:
     return f"{settings.base_url}/unsubscribe/{customer_id}/{purpose.value}/{token}"
 
 
-def opt_out(*, session: Session, customer_id: int, purpose: Purpose | str, token: str) -> Customer:
-    """Record that a customer wants no more email for `purpose`; idempotent. The caller commits.
-
-    A bad signature, an unknown purpose or an unknown customer all get the same "tampered" refusal,
-    so the link says nothing about who our customers are.
-    """
+def check_unsubscribe(
+    *, session: Session, customer_id: int, purpose: Purpose | str, token: str
+) -> tuple[Customer, Purpose]:
+    """The customer and purpose an unsubscribe link is for. A bad signature, an unknown purpose
+    or an unknown customer all get the same "tampered" refusal, so the link says nothing about
+    who our customers are."""
     refused = links.unsigned("unsubscribe link")
     try:
         purpose = Purpose(purpose)
@@ -172,7 +172,15 @@ def opt_out(*, session: Session, customer_id: int, purpose: Purpose | str, token
     customer = session.get(Customer, customer_id)
     if customer is None:
         raise refused
+    return customer, purpose
 
+
+def opt_out(*, session: Session, customer_id: int, purpose: Purpose | str, token: str) -> Customer:
+    """Record that a customer wants no more email for `purpose`, if the link checks out
+    (`check_unsubscribe`); idempotent. The caller commits."""
+    customer, purpose = check_unsubscribe(
+        session=session, customer_id=customer_id, purpose=purpose, token=token
+    )
     record_consent(
         session=session, customer=customer, purpose=purpose, granted=False, channel="email"
     )

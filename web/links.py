@@ -5,7 +5,6 @@ GET and HEAD only show (mail scanners open every link); a POST from the page act
 committed before the event is emitted, so a flow started by the event sees the decision.
 """
 
-import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -27,13 +26,13 @@ from models import (
     Purpose,
 )
 from models.db import get_engine
-from tasks.consent import opt_out, unsubscribe_url
+from tasks.consent import check_unsubscribe, opt_out
 from tasks.decisions import record_decision
 from tasks.estimates import ActivityIn
 from tasks.factors import activities
 from tasks.help import answer_help, subject_of
 from tasks.lifecycle import get_improvement
-from tasks.links import check_action_link, check_approval_link, check_help_link, unsigned
+from tasks.links import check_action_link, check_approval_link, check_help_link
 from tasks.mail import reader_for
 from tasks.planning import complete_action
 from tasks.routing import levels_for
@@ -336,19 +335,6 @@ PURPOSE_TEXT_CY = {
 }
 
 
-def _check_unsubscribe(session: Session, customer_id: Id, purpose: str, token: str) -> Purpose:
-    # Same refusal for a bad purpose, a bad signature or an unknown customer (as opt_out does):
-    # the link must not tell a stranger who our customers are.
-    try:
-        wanted = Purpose(purpose)
-    except ValueError:
-        raise unsigned("unsubscribe link") from None
-    expected = unsubscribe_url(customer_id, wanted).rsplit("/", 1)[-1]
-    if not hmac.compare_digest(expected, token) or session.get(Customer, customer_id) is None:
-        raise unsigned("unsubscribe link")
-    return wanted
-
-
 def _unsubscribe_page(
     request: Request, customer: Customer | None, purpose: Purpose, done: bool
 ) -> HTMLResponse:
@@ -366,8 +352,10 @@ def _unsubscribe_page(
 def show_unsubscribe(request: Request, customer_id: Id, purpose: str, token: str) -> HTMLResponse:
     """Ask to confirm; changes nothing (mail scanners open links)."""
     with Session(get_engine()) as session:
-        wanted = _check_unsubscribe(session, customer_id, purpose, token)
-        return _unsubscribe_page(request, session.get(Customer, customer_id), wanted, done=False)
+        customer, wanted = check_unsubscribe(
+            session=session, customer_id=customer_id, purpose=purpose, token=token
+        )
+        return _unsubscribe_page(request, customer, wanted, done=False)
 
 
 @router.post("/unsubscribe/{customer_id}/{purpose}/{token}")
